@@ -1,0 +1,11 @@
+import { GuestmemError } from '../errors.js';
+
+/** Codes of {@link BackendError}. */
+export type BackendErrorCode =
+  /** The backend was closed; its memory can no longer be reached. */
+  | 'ERR_BACKEND_CLOSED'
+  /** A size or offset that the backend cannot provide. */
+  | 'ERR_BACKEND_SIZE';
+
+/** Errors of content backends. */
+export class BackendError extends GuestmemError<BackendErrorCode> {}

@@ -1,0 +1,61 @@
+/**
+ * Typed views over one buffer, built once and shared by everything that reads that buffer.
+ *
+ * Every view starts at byte 0 of the buffer, so one absolute byte offset indexes all of them:
+ * `u32[abs >>> 2]` is the naturally aligned 4 bytes at `abs`. Alignment is therefore judged on the
+ * host offset, as vm-memory judges it on the host pointer. Buffers start at least 8-byte aligned.
+ */
+export class BackingViews {
+  readonly buffer: ArrayBufferLike;
+  readonly u8: Uint8Array;
+  readonly dv: DataView;
+  readonly u16: Uint16Array;
+  readonly u32: Uint32Array;
+  readonly i32: Int32Array;
+  readonly u64: BigUint64Array;
+  readonly i64: BigInt64Array;
+  readonly f32: Float32Array;
+  readonly f64: Float64Array;
+  /**
+   * True when other threads may see this memory, so that Atomics are meaningful: a
+   * SharedArrayBuffer, or native shared memory wrapped as a plain ArrayBuffer.
+   */
+  readonly shared: boolean;
+
+  constructor(buffer: ArrayBufferLike, shared: boolean = isSharedArrayBuffer(buffer)) {
+    const n = buffer.byteLength;
+    this.buffer = buffer;
+    this.u8 = new Uint8Array(buffer);
+    this.dv = new DataView(buffer);
+    this.u16 = new Uint16Array(buffer, 0, n >>> 1);
+    this.u32 = new Uint32Array(buffer, 0, n >>> 2);
+    this.i32 = new Int32Array(buffer, 0, n >>> 2);
+    this.u64 = new BigUint64Array(buffer, 0, Math.floor(n / 8));
+    this.i64 = new BigInt64Array(buffer, 0, Math.floor(n / 8));
+    this.f32 = new Float32Array(buffer, 0, n >>> 2);
+    this.f64 = new Float64Array(buffer, 0, Math.floor(n / 8));
+    this.shared = shared;
+  }
+}
+
+const cache = new WeakMap<ArrayBufferLike, BackingViews>();
+
+/** The (cached) views of `buffer`. */
+export function viewsOf(buffer: ArrayBufferLike): BackingViews {
+  let v = cache.get(buffer);
+  if (v === undefined) {
+    v = new BackingViews(buffer);
+    cache.set(buffer, v);
+  }
+  return v;
+}
+
+/** Views of nothing: what a closed or detached backing answers with, so every access misses. */
+export const EMPTY_VIEWS = new BackingViews(new ArrayBuffer(0), false);
+
+export function isSharedArrayBuffer(buffer: ArrayBufferLike): buffer is SharedArrayBuffer {
+  return typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer;
+}
+
+/** guestmem's typed fast paths read multi-byte values with the host's byte order. */
+export const HOST_LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
