@@ -12,12 +12,18 @@ export class GuestmemError<Code extends string = string> extends Error {
   readonly address: number | undefined;
   /** The length of the access or range involved, if any. */
   readonly length: number | undefined;
+  /** For a transfer that stopped short: how many bytes were asked for. */
+  readonly expected: number | undefined;
+  /** For a transfer that stopped short: how many bytes were really moved. */
+  readonly completed: number | undefined;
 
   constructor(code: Code, message: string, details: ErrorDetails = {}) {
     super(message, details.cause === undefined ? undefined : { cause: details.cause });
     this.code = code;
     this.address = details.address;
     this.length = details.length;
+    this.expected = details.expected;
+    this.completed = details.completed;
   }
 
   override get name(): string {
@@ -29,6 +35,8 @@ export class GuestmemError<Code extends string = string> extends Error {
 export interface ErrorDetails {
   address?: number | undefined;
   length?: number | undefined;
+  expected?: number | undefined;
+  completed?: number | undefined;
   cause?: unknown;
 }
 

@@ -1,8 +1,34 @@
+/**
+ * guestmem: guest physical memory for virtual machine monitors.
+ *
+ * @packageDocumentation
+ */
 export * from './address/address.js';
 export * from './address/range.js';
 export * from './address/errors.js';
-export * from './errors.js';
-export * from './backend/backend.js';
+export { GuestmemError, type ErrorDetails } from './errors.js';
+export type { MemoryBackend } from './backend/backend.js';
+export { heapBackend, sharedBackend, adoptBackend } from './backend/buffer.js';
+export { WasmMemoryBackend, type WebAssemblyMemory } from './backend/wasm.js';
+export { BackingViews, MAX_VIEW_BYTES } from './backend/views.js';
 export * from './backend/errors.js';
-export * from './backend/views.js';
 export * from './bitmap/bitmap.js';
+export type { Bytes } from './bytes/bytes.js';
+export { ByteAccess } from './bytes/access.js';
+export type { FilePosition } from './bytes/fd-io.js';
+export * from './bytes/errors.js';
+export {
+  type ValueType,
+  type ValueOf,
+  type InputOf,
+  u8, i8, u16le, u16be, i16le, i16be, u32le, u32be, i32le, i32be,
+  u64le, u64be, i64le, i64be, u64leNumber, u64beNumber, f32le, f32be, f64le, f64be,
+} from './bytes/values.js';
+export * from './bytes/struct.js';
+export { VolatileSlice } from './volatile/slice.js';
+export { VolatileRef, VolatileArrayRef } from './volatile/ref.js';
+export { ContiguousBytes } from './volatile/contiguous.js';
+export { GuestMemoryRegion, type RegionOptions } from './region/region.js';
+export * from './region/errors.js';
+export { GuestMemory, GuestMemoryAtomic, type FromRangesOptions, type RegionAddress } from './memory/guest-memory.js';
+export * from './memory/errors.js';

@@ -5,7 +5,9 @@ export type BackendErrorCode =
   /** The backend was closed; its memory can no longer be reached. */
   | 'ERR_BACKEND_CLOSED'
   /** A size or offset that the backend cannot provide. */
-  | 'ERR_BACKEND_SIZE';
+  | 'ERR_BACKEND_SIZE'
+  /** An argument of the wrong kind. */
+  | 'ERR_INVALID_ARG';
 
 /** Errors of content backends. */
 export class BackendError extends GuestmemError<BackendErrorCode> {}

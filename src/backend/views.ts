@@ -1,3 +1,13 @@
+import { hex } from '../errors.js';
+import { BackendError } from './errors.js';
+
+/**
+ * The largest buffer one set of views covers: 4 GiB keeps every byte offset below 2^32, so the
+ * hot paths may index with `abs >>> 2`. Node 20 caps an external ArrayBuffer at 4 GiB anyway;
+ * larger memory is several regions.
+ */
+export const MAX_VIEW_BYTES = 2 ** 32;
+
 /**
  * Typed views over one buffer, built once and shared by everything that reads that buffer.
  *
@@ -24,6 +34,9 @@ export class BackingViews {
 
   constructor(buffer: ArrayBufferLike, shared: boolean = isSharedArrayBuffer(buffer)) {
     const n = buffer.byteLength;
+    if (n > MAX_VIEW_BYTES) {
+      throw new BackendError('ERR_BACKEND_SIZE', `a buffer of ${hex(n)} bytes exceeds the 4 GiB one view may cover; split it into regions`, { length: n });
+    }
     this.buffer = buffer;
     this.u8 = new Uint8Array(buffer);
     this.dv = new DataView(buffer);

@@ -1,0 +1,69 @@
+import { validateIndex } from '../address/address.js';
+import { hex } from '../errors.js';
+import type { MemoryBackend } from './backend.js';
+import { BackendError } from './errors.js';
+import { type BackingViews, isSharedArrayBuffer, viewsOf } from './views.js';
+
+/** A backend over a fixed JS buffer: heap ArrayBuffer, SharedArrayBuffer, or adopted bytes. */
+class BufferBackend implements MemoryBackend {
+  readonly kind: string;
+  readonly size: number;
+  readonly byteOffset: number;
+  readonly shared: boolean;
+  readonly #views: BackingViews;
+
+  constructor(kind: string, bytes: Uint8Array) {
+    this.kind = kind;
+    this.#views = viewsOf(bytes.buffer);
+    this.size = bytes.length;
+    this.byteOffset = bytes.byteOffset;
+    this.shared = this.#views.shared;
+  }
+
+  views(): BackingViews {
+    return this.#views;
+  }
+}
+
+function allocate(size: number, shared: boolean): Uint8Array {
+  validateIndex(size, 'size');
+  try {
+    return new Uint8Array(shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
+  } catch (err) {
+    throw new BackendError('ERR_BACKEND_SIZE', `cannot allocate ${hex(size)} bytes: ${(err as Error).message}`, { length: size, cause: err });
+  }
+}
+
+/**
+ * Zeroed memory on the JS heap (an ArrayBuffer): private to this thread.
+ *
+ * @throws {BackendError} `ERR_BACKEND_SIZE` when the engine cannot allocate it.
+ */
+export function heapBackend(size: number): MemoryBackend {
+  return new BufferBackend('heap', allocate(size, false));
+}
+
+/**
+ * Memory in a SharedArrayBuffer: new and zeroed when given a size, or an existing buffer (for
+ * example one received from another worker). Atomics work on it.
+ *
+ * @throws {BackendError} `ERR_BACKEND_SIZE` when the engine cannot allocate it.
+ */
+export function sharedBackend(sizeOrBuffer: number | SharedArrayBuffer): MemoryBackend {
+  const bytes = typeof sizeOrBuffer === 'number' ? allocate(sizeOrBuffer, true) : new Uint8Array(sizeOrBuffer);
+  if (!isSharedArrayBuffer(bytes.buffer)) {
+    throw new BackendError('ERR_INVALID_ARG', 'sharedBackend needs a size or a SharedArrayBuffer');
+  }
+  return new BufferBackend('shared', bytes);
+}
+
+/**
+ * Memory the caller already has, e.g. a region of a larger buffer. Shared when the bytes live in
+ * a SharedArrayBuffer.
+ */
+export function adoptBackend(bytes: Uint8Array): MemoryBackend {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new BackendError('ERR_INVALID_ARG', 'adoptBackend needs a Uint8Array');
+  }
+  return new BufferBackend('adopted', bytes);
+}

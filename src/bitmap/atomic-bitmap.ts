@@ -1,0 +1,598 @@
+import { describe, isIndex, validateIndex } from '../address/address.js';
+import { HOST_LITTLE_ENDIAN } from '../backend/views.js';
+import { hex } from '../errors.js';
+import type { Bitmap } from './bitmap.js';
+import { BitmapError } from './errors.js';
+
+/** The page size a bitmap tracks unless told otherwise. */
+export const DEFAULT_PAGE_SIZE = 4096;
+
+/** The largest page size: 1 GiB, the largest huge page a VMM maps. */
+const MAX_PAGE_SIZE = 2 ** 30;
+
+/** Page indices stay below 2^32, so the hot path can floor them with `>>> 0`. */
+const MAX_PAGES = 2 ** 32;
+
+/** Options of the {@link AtomicBitmap} constructor. */
+export interface AtomicBitmapOptions {
+  /** Bytes per tracked page: a power of two from 1 to 2^30. Default {@link DEFAULT_PAGE_SIZE}. */
+  pageSize?: number | undefined;
+  /**
+   * Keep the bits in a SharedArrayBuffer, so that other workers can mark and harvest them too
+   * (see {@link AtomicBitmap.share}). Default false.
+   */
+  shared?: boolean | undefined;
+  /**
+   * For a shared bitmap: the largest `byteLength` that {@link AtomicBitmap.grow} must reach. The
+   * bits then live in a growable SharedArrayBuffer with room reserved for that many pages, so
+   * growth happens in place and every worker keeps marking the same bits. Default: the initial
+   * `byteLength` (plus the pages that fit in its last 64-bit word). A non-shared bitmap grows by
+   * reallocating and takes no reservation.
+   */
+  maxByteLength?: number | undefined;
+}
+
+/**
+ * What a worker needs to rebuild a shared bitmap over the same bits: structured-clonable, so
+ * it can be posted or passed as `workerData`. Made by {@link AtomicBitmap.share}, consumed by
+ * {@link AtomicBitmap.fromShared}.
+ */
+export interface SharedBitmapDescription {
+  /** Bytes covered, as known to the bitmap that shared it. */
+  readonly byteLength: number;
+  /** Bytes per tracked page. */
+  readonly pageSize: number;
+  /** The bits, in the layout {@link AtomicBitmap.merge} reads (on little-endian hosts). */
+  readonly words: SharedArrayBuffer;
+}
+
+/** A run of dirty pages in bytes: page-aligned, except that the last page ends at `byteLength`. */
+export interface DirtyRange {
+  readonly offset: number;
+  readonly length: number;
+}
+
+/**
+ * A dirty log as a hypervisor reports it (KVM_GET_DIRTY_LOG): 64-bit words, bit `i` of word `j`
+ * standing for page `64 * j + i`. A BigUint64Array holds the words as numbers; bytes (a
+ * Uint8Array, Buffer or ArrayBuffer) hold them little-endian.
+ */
+export type DirtyLog = BigUint64Array | Uint8Array | ArrayBuffer | SharedArrayBuffer;
+
+/** ES2024 resizable buffers: Node 20 has them, lib es2023 does not declare them. */
+interface GrowableBuffer {
+  readonly byteLength: number;
+  readonly maxByteLength: number;
+  grow(byteLength: number): void;
+}
+const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (
+  byteLength: number,
+  options: { maxByteLength: number },
+) => SharedArrayBuffer;
+
+/** Lets {@link AtomicBitmap.fromShared} hand the constructor existing words, out of reach of callers. */
+const ADOPT = Symbol('adopt');
+interface AdoptingOptions extends AtomicBitmapOptions {
+  [ADOPT]?: SharedArrayBuffer;
+}
+
+/**
+ * Dirty-page tracking for one region: one bit per page over `byteLength` bytes, in 32-bit words
+ * that workers can share (vm-memory's `AtomicBitmap`).
+ *
+ * **Marking under concurrency.** The hot case is a small write inside one page whose bit is
+ * already set. A non-shared bitmap is only ever touched by the thread that owns it, so it marks
+ * with a plain `|=`, about as cheap as the write it records. A shared bitmap always marks with
+ * `Atomics.or`, even when the bit looks set: the tempting "read the word, skip the locked write
+ * if the bit is set" loses pages. The guest write may still sit in this CPU's store buffer when
+ * the bit is read (x86 lets a load pass an earlier store; the JS memory model gives a plain
+ * read no ordering either); a harvester may then clear the bit and copy the page without that
+ * write, and the skipped mark leaves no bit for the next round. An `Atomics.or` after the write
+ * orders it before the bit, so a harvest that takes the bit also sees the data, and a harvest
+ * that came first leaves the bit set for the next round. The price is a locked instruction per
+ * write (~10 ns here, against ~0.5 ns for `|=`): share a bitmap only when workers write.
+ *
+ * **Range checks.** vm-memory ignores marks beyond the bitmap; this one throws
+ * `ERR_BITMAP_OUT_OF_RANGE`, because a mark out of range means the caller's region bookkeeping
+ * is wrong, and ignoring it would silently lose dirty pages. Bad numbers (negative, fractional,
+ * unsafe) throw {@link AddressError} `ERR_INVALID_ADDRESS`, as everywhere in guestmem.
+ *
+ * **Growth.** {@link AtomicBitmap.grow} keeps every bit. A non-shared bitmap reallocates. A
+ * shared bitmap grows in place, within the capacity reserved at creation
+ * ({@link AtomicBitmapOptions.maxByteLength}): workers holding the same words see the new pages'
+ * bits as soon as they call `grow` with the new length themselves (as their view of the region
+ * learns it grew); until then they refuse marks beyond their old length, and their harvests
+ * leave the new pages' bits alone.
+ *
+ * @example
+ * const bitmap = new AtomicBitmap(1 << 20, { shared: true });
+ * bitmap.markDirty(0x1ff8, 16);            // pages 1 and 2
+ * for (const { offset, length } of bitmap.harvest().dirtyRanges()) copy(offset, length);
+ */
+export class AtomicBitmap implements Bitmap {
+  #words: Int32Array;
+  #byteLength = 0;
+  #pageCount = 0;
+  /** Words holding this bitmap's pages: `ceil(pageCount / 32)`. */
+  #usedWords = 0;
+  /** The bits of the last used word that stand for pages of this bitmap. */
+  #lastMask = 0;
+  readonly #pageSize: number;
+  /** `1 / pageSize`: exact, as pageSize is a power of two. */
+  readonly #inverse: number;
+  readonly #shared: boolean;
+
+  /**
+   * A bitmap of `byteLength` bytes, all clean.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_INVALID` for a page size that is not a power of two in
+   * `[1, 2^30]`, more than 2^32 pages, a non-boolean `shared`, or a `maxByteLength` that is
+   * below `byteLength` or given for a non-shared bitmap.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` when a length is not a non-negative safe integer.
+   */
+  constructor(byteLength: number, options: AtomicBitmapOptions = {}) {
+    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    checkPageSize(pageSize);
+    const pages = pagesFor(byteLength, pageSize);
+    const { shared = false, maxByteLength } = options;
+    if (typeof shared !== 'boolean') {
+      throw new BitmapError('ERR_BITMAP_INVALID', `shared must be a boolean, got ${describe(shared)}`);
+    }
+    this.#pageSize = pageSize;
+    this.#inverse = 1 / pageSize;
+    const adopted = (options as AdoptingOptions)[ADOPT];
+    this.#shared = shared || adopted !== undefined;
+    if (adopted !== undefined) {
+      if (adopted.byteLength < wordBytes(pages)) {
+        throw new BitmapError(
+          'ERR_BITMAP_INVALID',
+          `shared words of ${hex(adopted.byteLength)} bytes cannot hold ${pages} pages`,
+          { length: byteLength },
+        );
+      }
+      this.#words = new Int32Array(adopted, 0, wordBytes(pages) / 4);
+    } else if (maxByteLength !== undefined) {
+      if (!shared) {
+        throw new BitmapError(
+          'ERR_BITMAP_INVALID',
+          'maxByteLength reserves room in shared words; a non-shared bitmap grows without it',
+        );
+      }
+      const maxPages = pagesFor(maxByteLength, pageSize);
+      if (maxByteLength < byteLength) {
+        throw new BitmapError(
+          'ERR_BITMAP_INVALID',
+          `maxByteLength ${hex(maxByteLength)} is below byteLength ${hex(byteLength)}`,
+          { length: maxByteLength },
+        );
+      }
+      const buffer = new GrowableSharedArrayBuffer(wordBytes(pages), { maxByteLength: wordBytes(maxPages) });
+      this.#words = new Int32Array(buffer);
+    } else {
+      this.#words = new Int32Array(shared ? new SharedArrayBuffer(wordBytes(pages)) : new ArrayBuffer(wordBytes(pages)));
+    }
+    this.#setLength(byteLength, pages);
+  }
+
+  /**
+   * Rebuilds, in this worker, a bitmap over the bits another worker shared.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_INVALID` when `description` is not one that
+   * {@link AtomicBitmap.share} made: no SharedArrayBuffer, a bad geometry, or words too small.
+   */
+  static fromShared(description: SharedBitmapDescription): AtomicBitmap {
+    const words: unknown = typeof description === 'object' && description !== null ? description.words : undefined;
+    if (!(words instanceof SharedArrayBuffer)) {
+      throw new BitmapError('ERR_BITMAP_INVALID', `a shared bitmap description needs its words as a SharedArrayBuffer, got ${describe(words)}`);
+    }
+    const options: AdoptingOptions = { pageSize: description.pageSize, [ADOPT]: words };
+    return new AtomicBitmap(description.byteLength, options);
+  }
+
+  /** Bytes covered. */
+  get byteLength(): number {
+    return this.#byteLength;
+  }
+
+  /** Bytes per tracked page. */
+  get pageSize(): number {
+    return this.#pageSize;
+  }
+
+  /** Pages covered: `ceil(byteLength / pageSize)`. */
+  get pageCount(): number {
+    return this.#pageCount;
+  }
+
+  /** True when the bits live in a SharedArrayBuffer that workers can share. */
+  get shared(): boolean {
+    return this.#shared;
+  }
+
+  /**
+   * A description another worker turns back into a bitmap over the same bits with
+   * {@link AtomicBitmap.fromShared}.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_NOT_SHARED` unless the bitmap was created `shared`.
+   */
+  share(): SharedBitmapDescription {
+    if (!this.#shared) {
+      throw new BitmapError('ERR_BITMAP_NOT_SHARED', 'this bitmap was not created shared; pass { shared: true } to share it');
+    }
+    return { byteLength: this.#byteLength, pageSize: this.#pageSize, words: this.#words.buffer as SharedArrayBuffer };
+  }
+
+  /**
+   * Marks every page that `[offset, offset + length)` touches. A zero length marks nothing.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_OUT_OF_RANGE` when the range ends beyond `byteLength`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for an offset or length that is not a
+   * non-negative safe integer.
+   */
+  markDirty(offset: number, length: number): void {
+    const end = offset + length;
+    // One test admits the hot case; the rest, including the legal empty mark, is checked below.
+    if (length > 0 && offset >= 0 && end <= this.#byteLength && Number.isInteger(offset) && Number.isInteger(length)) {
+      // Multiplying by the inverse of a power of two divides exactly, and `>>> 0` floors any
+      // page index below 2^32, so this stays right for offsets beyond 4 GiB, unlike a shift.
+      const first = (offset * this.#inverse) >>> 0;
+      const last = ((end - 1) * this.#inverse) >>> 0;
+      if (first !== last) {
+        this.#update(first, last, true);
+      } else if (this.#shared) {
+        Atomics.or(this.#words, first >>> 5, 1 << (first & 31));
+      } else {
+        this.#words[first >>> 5] |= 1 << (first & 31);
+      }
+    } else {
+      checkRange(offset, length, this.#byteLength, 'the bitmap');
+    }
+  }
+
+  /**
+   * Clears every page that `[offset, offset + length)` touches, as vm-memory's
+   * `reset_addr_range` does: a page partly inside the range is cleared too.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_OUT_OF_RANGE` when the range ends beyond `byteLength`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for a bad offset or length.
+   */
+  resetRange(offset: number, length: number): void {
+    checkRange(offset, length, this.#byteLength, 'the bitmap');
+    if (length === 0) return;
+    this.#update((offset * this.#inverse) >>> 0, ((offset + length - 1) * this.#inverse) >>> 0, false);
+  }
+
+  /** Clears every page. Bits that another worker set beyond this bitmap's length stay. */
+  resetAll(): void {
+    const words = this.#words;
+    for (let k = 0; k < this.#usedWords; k++) {
+      const mask = this.#maskOf(k);
+      if ((Atomics.load(words, k) & mask) !== 0) Atomics.and(words, k, ~mask);
+    }
+  }
+
+  /**
+   * True when the byte at `offset` lies in a dirty page.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_OUT_OF_RANGE` when `offset >= byteLength`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for a bad offset.
+   */
+  dirtyAt(offset: number): boolean {
+    checkOffset(offset, this.#byteLength, 'the bitmap');
+    return this.#bit((offset * this.#inverse) >>> 0);
+  }
+
+  /**
+   * True when page `pageIndex` (the page at byte `pageIndex * pageSize`) is dirty.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_OUT_OF_RANGE` when `pageIndex >= pageCount`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for a bad index.
+   */
+  isBitDirty(pageIndex: number): boolean {
+    validateIndex(pageIndex, 'pageIndex');
+    if (pageIndex >= this.#pageCount) {
+      throw new BitmapError(
+        'ERR_BITMAP_OUT_OF_RANGE',
+        `page ${pageIndex} is beyond the ${this.#pageCount} pages the bitmap covers`,
+        { address: pageIndex * this.#pageSize },
+      );
+    }
+    return this.#bit(pageIndex);
+  }
+
+  /**
+   * A bitmap that sees and sets these bits with offsets counted from `offset`, up to this
+   * bitmap's end (which moves when it grows). Slices of slices add up their offsets.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_OUT_OF_RANGE` when `offset > byteLength`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for a bad offset.
+   */
+  sliceAt(offset: number): Bitmap {
+    checkRange(offset, 0, this.#byteLength, 'the bitmap');
+    return new AtomicBitmapSlice(this, offset);
+  }
+
+  /** How many pages are dirty. */
+  count(): number {
+    let n = 0;
+    for (let k = 0; k < this.#usedWords; k++) n += popcount(this.#load(k));
+    return n;
+  }
+
+  /**
+   * The dirty pages as maximal runs, in bytes, in ascending order. Bytes rather than pages
+   * because that is what a caller copies; the last page is cut at `byteLength`.
+   *
+   * The iteration is live: it reads each word when it reaches it, so marks made meanwhile may
+   * or may not show. Use {@link AtomicBitmap.harvest} for a consistent snapshot.
+   */
+  *dirtyRanges(): IterableIterator<DirtyRange> {
+    let start = -1; // first page of the run under way, or -1
+    for (let k = 0; k < this.#usedWords; k++) {
+      const word = this.#load(k);
+      if (word === (start < 0 ? 0 : -1)) continue; // the whole word carries on as before
+      for (let b = 0; b < 32; b++) {
+        const dirty = (word & (1 << b)) !== 0;
+        if (dirty && start < 0) {
+          start = k * 32 + b;
+        } else if (!dirty && start >= 0) {
+          yield this.#range(start, k * 32 + b);
+          start = -1;
+        }
+      }
+    }
+    if (start >= 0) yield this.#range(start, this.#pageCount);
+  }
+
+  /**
+   * Takes the dirty pages and clears them, atomically per word (`Atomics.exchange`): a page
+   * marked while this runs is either in the result or still dirty afterwards, never lost.
+   *
+   * @returns A new non-shared bitmap of the same geometry holding exactly the pages taken: one
+   * bit per page, however many are dirty. Read it with {@link AtomicBitmap.dirtyRanges},
+   * {@link AtomicBitmap.count} or {@link AtomicBitmap.isBitDirty}.
+   */
+  harvest(): AtomicBitmap {
+    const taken = new AtomicBitmap(this.#byteLength, { pageSize: this.#pageSize });
+    const words = this.#words;
+    const last = this.#usedWords - 1;
+    for (let k = 0; k <= last; k++) {
+      // Reading first spares clean words a locked write; a bit set after the read stays set.
+      if (Atomics.load(words, k) === 0) continue;
+      // The last word may hold bits of pages that another worker's grown bitmap knows and this
+      // one does not: take only this bitmap's own.
+      taken.#words[k] = k === last ? Atomics.and(words, k, ~this.#lastMask) & this.#lastMask : Atomics.exchange(words, k, 0);
+    }
+    return taken;
+  }
+
+  /**
+   * ORs an external dirty log (a hypervisor's, in KVM_GET_DIRTY_LOG layout) into the bitmap. The
+   * log's pages are this bitmap's pages. A log shorter than the bitmap leaves the rest alone; a
+   * longer one may only carry clean bits beyond the last page.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_OUT_OF_RANGE` when the log marks a page beyond the
+   * bitmap (nothing is merged then); `ERR_BITMAP_INVALID` when `log` is not one of the
+   * {@link DirtyLog} types or its length is not a whole number of 64-bit words.
+   */
+  merge(log: DirtyLog): void {
+    const view = logView(log);
+    // Bytes are little-endian; a BigUint64Array holds numbers in the host's byte order, where
+    // on a big-endian host the high half of each word comes first.
+    const little = log instanceof BigUint64Array ? HOST_LITTLE_ENDIAN : true;
+    const swap = little ? 0 : 1;
+    const n = view.byteLength / 4;
+    const wordAt = (k: number): number => view.getInt32(4 * (k ^ swap), little);
+    // Check everything before changing anything: a refused log leaves no half-merged bits.
+    for (let k = Math.max(this.#usedWords - 1, 0); k < n; k++) {
+      const beyond = wordAt(k) & ~this.#maskOf(k);
+      if (beyond !== 0) {
+        const page = k * 32 + 31 - Math.clz32(beyond & -beyond);
+        throw new BitmapError(
+          'ERR_BITMAP_OUT_OF_RANGE',
+          `the dirty log marks page ${page}, beyond the ${this.#pageCount} pages the bitmap covers`,
+          { address: page * this.#pageSize, length: view.byteLength },
+        );
+      }
+    }
+    const words = this.#words;
+    for (let k = Math.min(n, this.#usedWords) - 1; k >= 0; k--) {
+      const bits = wordAt(k);
+      if (bits !== 0) Atomics.or(words, k, bits);
+    }
+  }
+
+  /**
+   * Extends the bitmap to `newByteLength` bytes for a region that grew; every bit is kept and
+   * the new pages start clean. Slices follow. See the class notes for shared bitmaps.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_INVALID` when `newByteLength` is below `byteLength` or
+   * needs more than 2^32 pages; `ERR_BITMAP_CAPACITY` when a shared bitmap would outgrow the
+   * capacity it reserved.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for a bad length.
+   */
+  grow(newByteLength: number): void {
+    const pages = pagesFor(newByteLength, this.#pageSize);
+    if (newByteLength < this.#byteLength) {
+      throw new BitmapError(
+        'ERR_BITMAP_INVALID',
+        `cannot shrink a bitmap from ${hex(this.#byteLength)} to ${hex(newByteLength)} bytes`,
+        { length: newByteLength },
+      );
+    }
+    const bytes = wordBytes(pages);
+    const buffer = this.#words.buffer as unknown as GrowableBuffer;
+    if (bytes <= buffer.maxByteLength) {
+      reserve(buffer, bytes);
+      this.#words = new Int32Array(this.#words.buffer, 0, bytes / 4);
+    } else if (this.#shared) {
+      throw new BitmapError(
+        'ERR_BITMAP_CAPACITY',
+        `a shared bitmap reserved words for ${hex(buffer.maxByteLength * 8 * this.#pageSize)} bytes and cannot grow to ${hex(newByteLength)}; create it with a larger maxByteLength`,
+        { length: newByteLength },
+      );
+    } else {
+      const words = new Int32Array(bytes / 4);
+      words.set(this.#words);
+      this.#words = words;
+    }
+    this.#setLength(newByteLength, pages);
+  }
+
+  #setLength(byteLength: number, pages: number): void {
+    this.#byteLength = byteLength;
+    this.#pageCount = pages;
+    this.#usedWords = Math.ceil(pages / 32);
+    this.#lastMask = pages % 32 === 0 ? -1 : (1 << (pages % 32)) - 1;
+  }
+
+  /** The bits of word `k` that stand for this bitmap's pages. */
+  #maskOf(k: number): number {
+    if (k < this.#usedWords - 1) return -1;
+    return k === this.#usedWords - 1 ? this.#lastMask : 0;
+  }
+
+  #load(k: number): number {
+    return Atomics.load(this.#words, k) & this.#maskOf(k);
+  }
+
+  #bit(page: number): boolean {
+    return (Atomics.load(this.#words, page >>> 5) & (1 << (page & 31))) !== 0;
+  }
+
+  /** Sets or clears pages `first..last` (inclusive), a word at a time. */
+  #update(first: number, last: number, set: boolean): void {
+    const words = this.#words;
+    const lastWord = last >>> 5;
+    for (let k = first >>> 5; k <= lastWord; k++) {
+      let mask = -1;
+      if (k === first >>> 5) mask &= -1 << (first & 31);
+      if (k === lastWord) mask &= -1 >>> (31 - (last & 31));
+      if (set) Atomics.or(words, k, mask);
+      else Atomics.and(words, k, ~mask);
+    }
+  }
+
+  #range(first: number, end: number): DirtyRange {
+    const offset = first * this.#pageSize;
+    return { offset, length: Math.min(end * this.#pageSize, this.#byteLength) - offset };
+  }
+}
+
+/** {@link AtomicBitmap.sliceAt}: the same bits, seen from `base` on. */
+class AtomicBitmapSlice implements Bitmap {
+  readonly #root: AtomicBitmap;
+  readonly #base: number;
+
+  constructor(root: AtomicBitmap, base: number) {
+    this.#root = root;
+    this.#base = base;
+  }
+
+  markDirty(offset: number, length: number): void {
+    // Checked here, so that errors speak in the slice's offsets; the root's own check then passes.
+    const limit = this.#root.byteLength - this.#base;
+    if (offset >= 0 && length >= 0 && offset + length <= limit && Number.isInteger(offset) && Number.isInteger(length)) {
+      this.#root.markDirty(this.#base + offset, length);
+    } else {
+      checkRange(offset, length, limit, this.#what());
+    }
+  }
+
+  dirtyAt(offset: number): boolean {
+    checkOffset(offset, this.#root.byteLength - this.#base, this.#what());
+    return this.#root.dirtyAt(this.#base + offset);
+  }
+
+  sliceAt(offset: number): Bitmap {
+    checkRange(offset, 0, this.#root.byteLength - this.#base, this.#what());
+    return new AtomicBitmapSlice(this.#root, this.#base + offset);
+  }
+
+  #what(): string {
+    return `the slice at ${hex(this.#base)}`;
+  }
+}
+
+function checkPageSize(pageSize: number): void {
+  if (!isIndex(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE || (pageSize & (pageSize - 1)) !== 0) {
+    throw new BitmapError('ERR_BITMAP_INVALID', `pageSize must be a power of two from 1 to 2^30, got ${describe(pageSize)}`);
+  }
+}
+
+/** Pages needed for `byteLength` bytes, checked against the 2^32 the hot path relies on. */
+function pagesFor(byteLength: number, pageSize: number): number {
+  validateIndex(byteLength, 'byteLength');
+  const pages = Math.ceil(byteLength / pageSize);
+  if (pages > MAX_PAGES) {
+    throw new BitmapError(
+      'ERR_BITMAP_INVALID',
+      `${hex(byteLength)} bytes make ${pages} pages of ${hex(pageSize)}; a bitmap tracks at most 2^32 pages`,
+      { length: byteLength },
+    );
+  }
+  return pages;
+}
+
+/** Bytes of words for `pages` pages, rounded to whole 64-bit words as in a KVM dirty log. */
+function wordBytes(pages: number): number {
+  return Math.ceil(pages / 64) * 8;
+}
+
+/** Throws unless `[offset, offset + length)` lies within `[0, limit)`. */
+function checkRange(offset: number, length: number, limit: number, what: string): void {
+  validateIndex(offset, 'offset');
+  validateIndex(length, 'length');
+  if (offset + length > limit) {
+    throw new BitmapError(
+      'ERR_BITMAP_OUT_OF_RANGE',
+      `[${hex(offset)}, ${hex(offset + length)}) ends beyond the ${hex(limit)} bytes ${what} covers`,
+      { address: offset, length },
+    );
+  }
+}
+
+/** Throws unless `offset < limit`. */
+function checkOffset(offset: number, limit: number, what: string): void {
+  validateIndex(offset, 'offset');
+  if (offset >= limit) {
+    throw new BitmapError('ERR_BITMAP_OUT_OF_RANGE', `offset ${hex(offset)} is beyond the ${hex(limit)} bytes ${what} covers`, {
+      address: offset,
+    });
+  }
+}
+
+/** Grows `buffer` to at least `bytes` (within its maximum). */
+function reserve(buffer: GrowableBuffer, bytes: number): void {
+  if (buffer.byteLength >= bytes) return;
+  try {
+    buffer.grow(bytes);
+  } catch (cause) {
+    // Another worker may have grown the shared words past `bytes` in between: that is success.
+    if (buffer.byteLength < bytes) throw cause;
+  }
+}
+
+function logView(log: DirtyLog): DataView {
+  const view =
+    log instanceof Uint8Array || log instanceof BigUint64Array
+      ? new DataView(log.buffer, log.byteOffset, log.byteLength)
+      : log instanceof ArrayBuffer || log instanceof SharedArrayBuffer
+        ? new DataView(log)
+        : undefined;
+  if (view === undefined) {
+    throw new BitmapError('ERR_BITMAP_INVALID', `a dirty log is a BigUint64Array, Uint8Array or ArrayBuffer, got ${describe(log)}`);
+  }
+  if (view.byteLength % 8 !== 0) {
+    throw new BitmapError('ERR_BITMAP_INVALID', `a dirty log is whole 64-bit words, got ${view.byteLength} bytes`, {
+      length: view.byteLength,
+    });
+  }
+  return view;
+}
+
+function popcount(v: number): number {
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}

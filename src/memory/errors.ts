@@ -1,0 +1,19 @@
+import { GuestmemError } from '../errors.js';
+
+/** Codes of {@link GuestMemoryError}. */
+export type GuestMemoryErrorCode =
+  /** A guest address that no region backs. */
+  | 'ERR_GUEST_ADDRESS_INVALID'
+  /** A guest memory needs at least one region. */
+  | 'ERR_NO_REGIONS'
+  /** Two regions claim the same guest addresses. */
+  | 'ERR_REGION_OVERLAP'
+  /** No region matches the one to remove. */
+  | 'ERR_REGION_NOT_FOUND'
+  /** A range asked for as one slice spans more than one region. */
+  | 'ERR_REGION_CROSSING'
+  /** {@link GuestMemoryAtomic.update} called from inside an update. */
+  | 'ERR_UPDATE_IN_PROGRESS';
+
+/** Errors of the guest memory layer: layout and guest addresses. */
+export class GuestMemoryError extends GuestmemError<GuestMemoryErrorCode> {}

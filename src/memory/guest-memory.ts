@@ -1,0 +1,390 @@
+import { GuestAddress, type MemoryRegionAddress, validateIndex } from '../address/address.js';
+import { heapBackend, sharedBackend } from '../backend/buffer.js';
+import { BackingViews } from '../backend/views.js';
+import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
+import { ByteAccess, type Span } from '../bytes/access.js';
+import { hex } from '../errors.js';
+import { GuestMemoryRegion } from '../region/region.js';
+import type { VolatileSlice } from '../volatile/slice.js';
+import { GuestMemoryError } from './errors.js';
+
+/** Options of {@link GuestMemory.fromRanges}. */
+export interface FromRangesOptions {
+  /** Back each range with a SharedArrayBuffer (Atomics, workers) instead of a heap ArrayBuffer. */
+  shared?: boolean;
+}
+
+/** Where a guest address lives: its region and the offset in it. */
+export interface RegionAddress {
+  readonly region: GuestMemoryRegion;
+  readonly address: MemoryRegionAddress;
+}
+
+/**
+ * The scratch copy of a value that straddles two adjacent regions: read into it, or written into
+ * it and then copied back, so that the typed accessors need no second code path.
+ */
+class ScratchSpan implements Span {
+  v: BackingViews;
+  readonly base = 0;
+  readonly bitmap: Bitmap = NO_BITMAP;
+  readonly scratch = true;
+  bytes: Uint8Array;
+
+  constructor(size: number) {
+    this.bytes = new Uint8Array(size);
+    this.v = new BackingViews(this.bytes.buffer, false);
+  }
+}
+
+/**
+ * A guest physical address space: an immutable, sorted set of non-overlapping regions, read and
+ * written at {@link GuestAddress}es (it is {@link Bytes}). Accesses may span adjacent regions;
+ * a hole ends a partial transfer and fails an exact one with `ERR_GUEST_ADDRESS_INVALID` naming the
+ * first address that is not memory.
+ *
+ * Lookup keeps the last region hit in front of a binary search, so runs of accesses to one region
+ * cost a few comparisons. Hot-plug ({@link GuestMemory.insertRegion},
+ * {@link GuestMemory.removeRegion}) returns new values; {@link GuestMemoryAtomic} hands a
+ * consistent one to readers while a writer swaps.
+ *
+ * @example
+ * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x10000], [GuestAddress(0x10000), 0x10000]]);
+ * mem.writeU64LE(GuestAddress(0xfffc), 0x1122334455667788n); // straddles the two regions
+ */
+export class GuestMemory extends ByteAccess<GuestAddress> {
+  readonly #regions: readonly GuestMemoryRegion[];
+  readonly #starts: Float64Array;
+  readonly #ends: Float64Array;
+  #last: GuestMemoryRegion;
+  #scratch: ScratchSpan | undefined;
+  #splitAddr = 0;
+
+  private constructor(sorted: GuestMemoryRegion[]) {
+    super();
+    this.#regions = Object.freeze(sorted);
+    this.#starts = Float64Array.from(sorted, (r) => r.start);
+    this.#ends = Float64Array.from(sorted, (r) => r.end);
+    this.#last = sorted[0];
+    this._span = sorted[0];
+  }
+
+  /**
+   * Builds guest memory from regions in any order.
+   *
+   * @throws {GuestMemoryError} `ERR_NO_REGIONS`, or `ERR_REGION_OVERLAP` naming both regions.
+   */
+  static fromRegions(regions: Iterable<GuestMemoryRegion>): GuestMemory {
+    const sorted = [...regions];
+    if (sorted.length === 0) throw new GuestMemoryError('ERR_NO_REGIONS', 'guest memory needs at least one region');
+    for (const r of sorted) {
+      if (!(r instanceof GuestMemoryRegion)) {
+        throw new GuestMemoryError('ERR_NO_REGIONS', `fromRegions takes GuestMemoryRegion objects, got ${typeof r}`);
+      }
+    }
+    sorted.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < sorted.length; i++) {
+      const [a, b] = [sorted[i - 1], sorted[i]];
+      if (b.start < a.end) {
+        throw new GuestMemoryError('ERR_REGION_OVERLAP', `region ${a.range} overlaps region ${b.range}`, {
+          address: b.start,
+          length: Math.min(a.end, b.end) - b.start,
+        });
+      }
+    }
+    return new GuestMemory(sorted);
+  }
+
+  /**
+   * Builds guest memory with fresh zeroed memory for each `[start, length]` range.
+   *
+   * @throws {GuestMemoryError} as {@link GuestMemory.fromRegions}; {@link RegionError} for a bad range.
+   */
+  static fromRanges(ranges: Iterable<readonly [GuestAddress, number]>, options: FromRangesOptions = {}): GuestMemory {
+    const regions: GuestMemoryRegion[] = [];
+    for (const [start, length] of ranges) {
+      validateIndex(start, 'start');
+      validateIndex(length, 'length');
+      regions.push(new GuestMemoryRegion(start, options.shared ? sharedBackend(length) : heapBackend(length)));
+    }
+    return GuestMemory.fromRegions(regions);
+  }
+
+  /** The regions, sorted by guest address. */
+  regions(): readonly GuestMemoryRegion[] {
+    return this.#regions;
+  }
+
+  get numRegions(): number {
+    return this.#regions.length;
+  }
+
+  /** The highest guest address backed by memory. */
+  lastAddress(): GuestAddress {
+    return (this.#ends[this.#ends.length - 1] - 1) as GuestAddress;
+  }
+
+  /** Total bytes of memory over all regions. */
+  get totalSize(): number {
+    return this.#regions.reduce((n, r) => n + r.length, 0);
+  }
+
+  /** The region holding `addr`, if any. */
+  findRegion(addr: GuestAddress): GuestMemoryRegion | undefined {
+    const i = this.#indexOf(validateIndex(addr, 'address'));
+    return i < 0 ? undefined : this.#regions[i];
+  }
+
+  /** The region holding `addr` and the offset within it, if any. */
+  toRegionAddress(addr: GuestAddress): RegionAddress | undefined {
+    const region = this.findRegion(addr);
+    return region && { region, address: (addr - region.start) as MemoryRegionAddress };
+  }
+
+  /** True when a region backs `addr`. */
+  addressInRange(addr: GuestAddress): boolean {
+    return this.findRegion(addr) !== undefined;
+  }
+
+  /**
+   * Throws unless a region backs `addr`.
+   *
+   * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID`
+   */
+  checkAddress(addr: GuestAddress): void {
+    this._checkStart(addr);
+  }
+
+  /**
+   * Throws unless every byte of `[addr, addr + length)` is memory (possibly in several adjacent
+   * regions).
+   *
+   * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID` naming the first address that is not.
+   */
+  checkRange(addr: GuestAddress, length: number): void {
+    this._checkRange(addr, length);
+  }
+
+  /** True when every byte of `[addr, addr + length)` is memory. */
+  rangeInMemory(addr: GuestAddress, length: number): boolean {
+    try {
+      this._checkRange(addr, length);
+      return true;
+    } catch (err) {
+      if (err instanceof GuestMemoryError) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * The `count` bytes at `addr` as one slice; they must lie in one region.
+   *
+   * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID`, or `ERR_REGION_CROSSING` when the
+   * range continues into another region (use {@link GuestMemory.getSlices}).
+   */
+  getSlice(addr: GuestAddress, count: number): VolatileSlice {
+    this._checkRange(addr, count);
+    const r = this.findRegion(addr) as GuestMemoryRegion;
+    const off = addr - r.start;
+    if (off + count > r.length) {
+      throw new GuestMemoryError(
+        'ERR_REGION_CROSSING',
+        `${hex(count)} bytes at ${hex(addr)} cross the end of region ${r.range}`,
+        { address: addr, length: count },
+      );
+    }
+    return r.getSlice(off as MemoryRegionAddress, count);
+  }
+
+  /**
+   * The slices covering `[addr, addr + count)`, one per region, in address order. The whole range
+   * is checked before the first slice is yielded.
+   *
+   * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID` naming the first address of a hole.
+   */
+  *getSlices(addr: GuestAddress, count: number): Generator<VolatileSlice, void, undefined> {
+    this._checkRange(addr, count);
+    for (let done = 0; done < count; ) {
+      const r = this.findRegion((addr + done) as GuestAddress) as GuestMemoryRegion;
+      const off = addr + done - r.start;
+      const n = Math.min(count - done, r.length - off);
+      yield r.getSlice(off as MemoryRegionAddress, n);
+      done += n;
+    }
+  }
+
+  /**
+   * A new guest memory with `region` added.
+   *
+   * @throws {GuestMemoryError} `ERR_REGION_OVERLAP`
+   */
+  insertRegion(region: GuestMemoryRegion): GuestMemory {
+    return GuestMemory.fromRegions([...this.#regions, region]);
+  }
+
+  /**
+   * A new guest memory without the region that starts at `start` and is `length` bytes long,
+   * and the removed region.
+   *
+   * @throws {GuestMemoryError} `ERR_REGION_NOT_FOUND`, or `ERR_NO_REGIONS` when it was the last.
+   */
+  removeRegion(start: GuestAddress, length: number): [GuestMemory, GuestMemoryRegion] {
+    validateIndex(start, 'start');
+    validateIndex(length, 'length');
+    const i = this.#regions.findIndex((r) => r.start === start && r.length === length);
+    if (i < 0) {
+      throw new GuestMemoryError('ERR_REGION_NOT_FOUND', `no region [${hex(start)}, ${hex(start + length)}) to remove`, {
+        address: start,
+        length,
+      });
+    }
+    const rest = this.#regions.filter((_, j) => j !== i);
+    return [GuestMemory.fromRegions(rest), this.#regions[i]];
+  }
+
+  // ---- address resolution (the hot path) ------------------------------------------------------
+
+  /** @internal */
+  override _at(addr: number, size: number): number {
+    if (typeof addr === 'number') {
+      const r = this.#last;
+      const off = addr - r.start;
+      if (off >= 0 && off <= r.length - size && Number.isInteger(off)) {
+        const abs = r.base + off;
+        if (abs + size <= r.v.u8.length) {
+          this._span = r;
+          return abs;
+        }
+      }
+    }
+    return this.#atSlow(addr, size);
+  }
+
+  #atSlow(addr: number, size: number): number {
+    validateIndex(addr, 'address');
+    const i = this.#indexOf(addr);
+    if (i < 0) throw invalidAddress(addr, size);
+    const r = this.#regions[i];
+    const off = addr - r.start;
+    if (off + size <= r.length) {
+      r._refresh();
+      this.#last = r;
+      this._span = r;
+      return r.base + off;
+    }
+    // The value continues into the next region(s): work on a scratch copy.
+    this._checkRange(addr, size);
+    let s = this.#scratch;
+    if (s === undefined || s.bytes.length < size) s = this.#scratch = new ScratchSpan(Math.max(size, 64));
+    this._copy(addr, s.bytes.subarray(0, size), false);
+    this.#splitAddr = addr;
+    this._span = s;
+    return 0;
+  }
+
+  /** @internal Copies a straddling value written into the scratch span back to memory. */
+  override _flush(size: number): void {
+    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true);
+  }
+
+  /** Index of the region holding `addr`, or -1. */
+  #indexOf(addr: number): number {
+    const starts = this.#starts;
+    if (!(addr >= starts[0])) return -1;
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (starts[mid] <= addr) lo = mid;
+      else hi = mid - 1;
+    }
+    return addr < this.#ends[lo] ? lo : -1;
+  }
+
+  /** @internal */
+  override _extent(addr: number, length: number): number {
+    let r = this.#last;
+    if (!(addr >= r.start && addr < r.end)) {
+      const i = this.#indexOf(addr);
+      if (i < 0) return -1;
+      r = this.#last = this.#regions[i];
+    }
+    r._refresh();
+    const off = addr - r.start;
+    this._span = r;
+    this._run = Math.min(length, r.length - off);
+    return r.base + off;
+  }
+
+  /** @internal */
+  override _checkStart(addr: number): void {
+    validateIndex(addr, 'address');
+    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, 0);
+  }
+
+  /** @internal */
+  override _checkRange(addr: number, length: number): void {
+    validateIndex(addr, 'address');
+    validateIndex(length, 'length');
+    const end = addr + length;
+    for (let cur = addr; cur < end; ) {
+      const i = this.#indexOf(cur);
+      if (i < 0) throw invalidAddress(cur, length, addr);
+      cur = this.#ends[i];
+    }
+  }
+
+  override toString(): string {
+    return `GuestMemory(${this.#regions.map((r) => r.range.toString()).join(', ')})`;
+  }
+}
+
+function invalidAddress(addr: number, length: number, accessStart = addr): GuestMemoryError {
+  const what = length > 0 ? ` (access of ${length} bytes at ${hex(accessStart)})` : '';
+  return new GuestMemoryError('ERR_GUEST_ADDRESS_INVALID', `guest address ${hex(addr)} is not in any region${what}`, {
+    address: addr,
+    length,
+  });
+}
+
+/**
+ * A holder that gives readers a consistent {@link GuestMemory} while a writer swaps in a new one
+ * (vm-memory's GuestMemoryAtomic). A reader keeps the value it got from {@link memory} for as long
+ * as it works with it; hot-plug does not change it under the reader's feet.
+ */
+export class GuestMemoryAtomic {
+  #current: GuestMemory;
+  #updating = false;
+
+  constructor(memory: GuestMemory) {
+    this.#current = memory;
+  }
+
+  /** The current memory: a snapshot that never changes. */
+  memory(): GuestMemory {
+    return this.#current;
+  }
+
+  /**
+   * Replaces the memory with `change(current)` (e.g. `m => m.insertRegion(r)`) and returns it.
+   * If `change` throws, the memory stays as it was.
+   *
+   * @throws {GuestMemoryError} `ERR_UPDATE_IN_PROGRESS` when called from inside `change`.
+   */
+  update(change: (current: GuestMemory) => GuestMemory): GuestMemory {
+    if (this.#updating) {
+      throw new GuestMemoryError('ERR_UPDATE_IN_PROGRESS', 'GuestMemoryAtomic.update called from inside an update');
+    }
+    this.#updating = true;
+    try {
+      const next = change(this.#current);
+      if (!(next instanceof GuestMemory)) {
+        throw new GuestMemoryError('ERR_NO_REGIONS', 'an update must return a GuestMemory');
+      }
+      this.#current = next;
+      return next;
+    } finally {
+      this.#updating = false;
+    }
+  }
+}

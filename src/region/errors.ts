@@ -1,0 +1,13 @@
+import { GuestmemError } from '../errors.js';
+
+/** Codes of {@link RegionError}. */
+export type RegionErrorCode =
+  /** A region of zero bytes. */
+  | 'ERR_REGION_EMPTY'
+  /** A region whose end is not a safe integer. */
+  | 'ERR_REGION_OVERFLOW'
+  /** A region that asks for bytes its backend does not have. */
+  | 'ERR_REGION_BACKEND_RANGE';
+
+/** Errors of the region layer. */
+export class RegionError extends GuestmemError<RegionErrorCode> {}

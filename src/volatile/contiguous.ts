@@ -1,0 +1,101 @@
+import { validateIndex } from '../address/address.js';
+import type { BackingViews } from '../backend/views.js';
+import type { Bitmap } from '../bitmap/bitmap.js';
+import { ByteAccess, type Span } from '../bytes/access.js';
+import { VolatileMemoryError } from '../bytes/errors.js';
+import { hex } from '../errors.js';
+
+/**
+ * Bytes over one contiguous span of a buffer: the common ground of {@link VolatileSlice} (offsets)
+ * and {@link GuestMemoryRegion} (region addresses). Addresses count from the span's first byte.
+ */
+export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> implements Span {
+  /** @internal */ v: BackingViews;
+  /** @internal */ readonly base: number;
+  /** Length in bytes. */
+  readonly length: number;
+  /** The dirty bitmap, offsets from the first byte. */
+  readonly bitmap: Bitmap;
+  /** @internal */ readonly scratch = false;
+
+  constructor(v: BackingViews, base: number, length: number, bitmap: Bitmap) {
+    super();
+    this.v = v;
+    this.base = base;
+    this.length = length;
+    this.bitmap = bitmap;
+    this._span = this;
+  }
+
+  /**
+   * @internal Fresh views of the span's buffer: a WebAssembly memory that grew has a new buffer.
+   * Throws when the memory is gone (closed backend, detached buffer).
+   */
+  abstract _liveViews(): BackingViews;
+
+  /** @internal The name of an address in messages. */
+  abstract get _addrName(): string;
+
+  override _at(addr: number, size: number): number {
+    if (typeof addr === 'number' && addr >= 0 && addr <= this.length - size && Number.isInteger(addr)) {
+      const abs = this.base + addr;
+      // A detached or closed buffer has length 0: the access misses and takes the slow path.
+      if (abs + size <= this.v.u8.length) return abs;
+    }
+    return this._atSlow(addr, size);
+  }
+
+  private _atSlow(addr: number, size: number): number {
+    validateIndex(addr, this._addrName);
+    if (addr + size > this.length) throw this._outOfBounds(addr, size);
+    this._refresh();
+    return this.base + addr;
+  }
+
+  /** @internal Re-reads the views when the cached ones no longer cover the span. */
+  _refresh(): void {
+    if (this.base + this.length <= this.v.u8.length) return;
+    const v = this._liveViews();
+    if (this.base + this.length > v.u8.length) {
+      throw new VolatileMemoryError('ERR_DETACHED', `the memory behind this ${this._addrName} range is gone`, {
+        length: this.length,
+      });
+    }
+    this.v = v;
+  }
+
+  override _extent(addr: number, length: number): number {
+    if (addr >= this.length) return -1;
+    this._refresh();
+    this._run = Math.min(length, this.length - addr);
+    return this.base + addr;
+  }
+
+  override _checkStart(addr: number): void {
+    validateIndex(addr, this._addrName);
+    if (addr > this.length) throw this._outOfBounds(addr, 0);
+  }
+
+  override _checkRange(addr: number, length: number): void {
+    validateIndex(addr, this._addrName);
+    validateIndex(length, 'length');
+    if (length === 0) return;
+    if (addr > this.length) throw this._outOfBounds(addr, length);
+    if (addr + length > this.length) {
+      throw new VolatileMemoryError(
+        'ERR_PARTIAL_BUFFER',
+        `${length} bytes at ${this._addrName} ${hex(addr)} run past the end (${hex(this.length)}); nothing was moved`,
+        { address: addr, length, expected: length, completed: 0 },
+      );
+    }
+  }
+
+  /** @internal */
+  _outOfBounds(addr: number, size: number): VolatileMemoryError {
+    return new VolatileMemoryError(
+      'ERR_OUT_OF_BOUNDS',
+      `${this._addrName} ${hex(addr)} (+${size}) is outside [0, ${hex(this.length)})`,
+      { address: addr, length: size },
+    );
+  }
+}
