@@ -1,7 +1,7 @@
 // Temporary: the cost of marking on the hot path (a u64 write inside one page whose bit is
 // already set). Run: npx tsc -p tsconfig.json && node dist/bitmap/measure-marking.js
 import { AtomicBitmap } from './atomic-bitmap.js';
-import type { Bitmap } from './bitmap.js';
+import { NO_BITMAP, type Bitmap } from './bitmap.js';
 
 const MEM = 1 << 20; // 256 pages
 const N = 20_000_000;
@@ -111,6 +111,61 @@ function inlineAtomicsLoadThenOr(): number {
   return s;
 }
 
+// A region-like u64 write: bounds check, two little-endian u32 stores, then the mark. One class
+// per bitmap kind, so that every call site stays monomorphic as in a real region.
+const dv = new DataView(mem.buffer);
+function regionClass() {
+  return class {
+    constructor(readonly bitmap: Bitmap) {}
+    writeU64(off: number, lo: number, hi: number): void {
+      if (!(off >= 0 && off + 8 <= MEM && Number.isInteger(off))) throw new RangeError('out of bounds');
+      dv.setUint32(off, lo, true);
+      dv.setUint32(off + 4, hi, true);
+      this.bitmap.markDirty(off, 8);
+    }
+  };
+}
+const rNone = new (regionClass())(NO_BITMAP);
+const rPlain = new (regionClass())(plain);
+const rSlice = new (regionClass())(slice);
+const rShared = new (regionClass())(shared);
+function regionNone(): number {
+  let s = 0;
+  for (let i = 0; i < N; i++) {
+    const off = OFFSETS[i & 4095];
+    rNone.writeU64(off, i, i);
+    s += off;
+  }
+  return s;
+}
+function regionPlain(): number {
+  let s = 0;
+  for (let i = 0; i < N; i++) {
+    const off = OFFSETS[i & 4095];
+    rPlain.writeU64(off, i, i);
+    s += off;
+  }
+  return s;
+}
+function regionSlice(): number {
+  let s = 0;
+  for (let i = 0; i < N; i++) {
+    const off = OFFSETS[i & 4095];
+    rSlice.writeU64(off, i, i);
+    s += off;
+  }
+  return s;
+}
+function regionShared(): number {
+  let s = 0;
+  for (let i = 0; i < N; i++) {
+    const off = OFFSETS[i & 4095];
+    rShared.writeU64(off, i, i);
+    s += off;
+  }
+  return s;
+}
+
 const cases: [string, () => number][] = [
   ['untracked u64 write (2x u32 store)', untracked],
   ['+ AtomicBitmap.markDirty, not shared', bitmapPlain],
@@ -120,8 +175,14 @@ const cases: [string, () => number][] = [
   ['+ inline Atomics.or', inlineAtomicsOr],
   ['+ inline check, then Atomics.or (unsafe)', inlineCheckThenAtomicsOr],
   ['+ inline Atomics.load, then or (unsafe)', inlineAtomicsLoadThenOr],
+  ['region-like u64 write, NO_BITMAP', regionNone],
+  ['region-like u64 write + AtomicBitmap', regionPlain],
+  ['region-like u64 write + slice', regionSlice],
+  ['region-like u64 write + shared AtomicBitmap', regionShared],
 ];
 const rounds = Number(process.argv[2] ?? 3);
+const only = process.argv[3];
+if (only !== undefined) cases.splice(0, cases.length, ...cases.filter(([name]) => name.includes(only) || name.endsWith('NO_BITMAP') || name.startsWith('untracked')));
 const best = new Map<string, number>();
 for (let r = 0; r < rounds; r++) {
   for (const [name, f] of cases) {
@@ -133,8 +194,8 @@ for (let r = 0; r < rounds; r++) {
     }
   }
 }
-const base = best.get(cases[0][0])!;
 for (const [name] of cases) {
   const ns = best.get(name)!;
+  const base = best.get(name.startsWith('region') ? 'region-like u64 write, NO_BITMAP' : cases[0][0])!;
   console.log(`${name.padEnd(44)} ${ns.toFixed(2)} ns/op  ${(ns / base).toFixed(2)}x`);
 }

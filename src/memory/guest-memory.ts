@@ -26,6 +26,10 @@ export interface RegionAddress {
  */
 class ScratchSpan implements Span {
   v: BackingViews;
+  // NaN bounds: the last-hit test in `_at` never matches a scratch span.
+  readonly start = Number.NaN;
+  readonly end = Number.NaN;
+  readonly length = 0;
   readonly base = 0;
   readonly bitmap: Bitmap = NO_BITMAP;
   readonly scratch = true;
@@ -56,7 +60,8 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   readonly #regions: readonly GuestMemoryRegion[];
   readonly #starts: Float64Array;
   readonly #ends: Float64Array;
-  #last: GuestMemoryRegion;
+  /** @internal The span of the last access: the last region hit (the lookup cache), or scratch. */
+  declare _span: GuestMemoryRegion | ScratchSpan;
   #scratch: ScratchSpan | undefined;
   #splitAddr = 0;
 
@@ -65,7 +70,6 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     this.#regions = Object.freeze(sorted);
     this.#starts = Float64Array.from(sorted, (r) => r.start);
     this.#ends = Float64Array.from(sorted, (r) => r.end);
-    this.#last = sorted[0];
     this._span = sorted[0];
   }
 
@@ -247,14 +251,13 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   /** @internal */
   override _at(addr: number, size: number): number {
     if (typeof addr === 'number') {
-      const r = this.#last;
+      const r = this._span;
       const off = addr - r.start;
-      if (off >= 0 && off <= r.length - size && Number.isInteger(off)) {
+      // `off >>> 0 === off`: a non-negative integer below 2^32, which every offset in a region is.
+      if (off >>> 0 === off && off <= r.length - size) {
         const abs = r.base + off;
-        if (abs + size <= r.v.u8.length) {
-          this._span = r;
-          return abs;
-        }
+        // A detached or closed buffer has length 0: the access misses and takes the slow path.
+        if (abs + size <= r.v.u8.length) return abs;
       }
     }
     return this.#atSlow(addr, size);
@@ -268,7 +271,6 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     const off = addr - r.start;
     if (off + size <= r.length) {
       r._refresh();
-      this.#last = r;
       this._span = r;
       return r.base + off;
     }
@@ -303,13 +305,13 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 
   /** @internal */
   override _extent(addr: number, length: number): number {
-    let r = this.#last;
+    let r = this._span;
     if (!(addr >= r.start && addr < r.end)) {
       const i = this.#indexOf(addr);
       if (i < 0) return -1;
-      r = this.#last = this.#regions[i];
+      r = this.#regions[i];
     }
-    r._refresh();
+    (r as GuestMemoryRegion)._refresh();
     const off = addr - r.start;
     this._span = r;
     this._run = Math.min(length, r.length - off);

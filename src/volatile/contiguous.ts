@@ -37,7 +37,8 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
   abstract get _addrName(): string;
 
   override _at(addr: number, size: number): number {
-    if (typeof addr === 'number' && addr >= 0 && addr <= this.length - size && Number.isInteger(addr)) {
+    // `addr >>> 0 === addr`: a non-negative integer below 2^32, as every offset in a view is.
+    if (typeof addr === 'number' && addr >>> 0 === addr && addr <= this.length - size) {
       const abs = this.base + addr;
       // A detached or closed buffer has length 0: the access misses and takes the slow path.
       if (abs + size <= this.v.u8.length) return abs;

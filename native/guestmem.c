@@ -1,0 +1,451 @@
+/*
+ * guestmem.c: the native half of guestmem/mmap.
+ *
+ * Node has no mmap, so this small Node-API addon maps guest RAM (anonymous, memfd or file) and
+ * hands it to JavaScript as external ArrayBuffers. It is C against raw Node-API version 8: that
+ * ABI is stable, so one binary serves Node 20, 22 and 24, and there is nothing to install.
+ *
+ * Everything here serves one rule: no value the JS side passes can crash the process.
+ *  - Every argument is checked here again, although the TypeScript layer checks it first.
+ *  - Memory is mapped read-write at an address the kernel picks (MAP_FIXED is refused), and its
+ *    protection is never lowered afterwards: a JS write to a read-only page would be a SIGSEGV.
+ *    That is also why there is no mprotect here; read-only backends map privately instead.
+ *  - Only regular files are mapped, never past their end (a page past EOF raises SIGBUS), and
+ *    hugetlbfs never with MAP_NORESERVE (a fault without a reserved huge page raises SIGBUS).
+ *  - A mapping is unmapped only when nothing can reach it. Each JS handle (one per backend, per
+ *    thread) and each external ArrayBuffer over the mapping holds a reference; the last one to
+ *    go calls munmap. Handles and ArrayBuffers each belong to one thread, but the count is shared
+ *    by all threads of the process: that is what keeps a worker's view valid when the main
+ *    thread closes the backend or its GC collects its own views.
+ *  - Mappings sit in a process-wide registry under a number, so that a worker can take a new
+ *    handle on the same memory from a number it was sent. A stale or forged number fails cleanly.
+ */
+#ifndef NAPI_VERSION
+#define NAPI_VERSION 8
+#endif
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <node_api.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+/* Every JS number up to 2^53 - 1 is an exact integer; lengths and offsets live below that. */
+#define MAX_SAFE_INTEGER 9007199254740991.0
+/*
+ * Node 20 refuses external buffers over 4 GiB, and on refusal calls the finalizer at once
+ * (which would drop our reference twice): never ask it for more.
+ */
+#define MAX_EXTERNAL_BUFFER 4294967296.0
+
+typedef struct mapping {
+  struct mapping *next; /* registry list, under `lock` */
+  double id;            /* registry key, never reused within the process */
+  uint8_t *addr;
+  size_t length;
+  unsigned owners; /* live handles; a new handle may be taken only while this is > 0 */
+  unsigned refs;   /* live handles + live ArrayBuffers; the mapping goes when it reaches 0 */
+} mapping;
+
+/* One JS handle on a mapping: `m` holds one owner reference until released. */
+typedef struct {
+  mapping *m;
+} holder;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static mapping *registry;
+static double next_id = 1;
+/* Random per process, so that a description from another process never matches a local id. */
+static double process_key;
+static pthread_once_t process_key_once = PTHREAD_ONCE_INIT;
+
+/* Tells our handles apart from any other object (a forged one would be a wild pointer). */
+static const napi_type_tag HANDLE_TAG = {0x67756573746d656dULL, 0x6d6d61702d68646cULL};
+
+static void unref(mapping *m, bool owner) {
+  pthread_mutex_lock(&lock);
+  if (owner) m->owners--;
+  bool last = --m->refs == 0;
+  if (last) {
+    mapping **p = &registry;
+    while (*p != m) p = &(*p)->next;
+    *p = m->next;
+  }
+  pthread_mutex_unlock(&lock);
+  if (last) {
+    munmap(m->addr, m->length);
+    free(m);
+  }
+}
+
+/* ---- errors: a code string for checks that fail here, errno + syscall for the kernel's ---- */
+
+static napi_value fail(napi_env env, const char *code, const char *message) {
+  napi_throw_error(env, code, message);
+  return NULL;
+}
+
+static napi_value fail_errno(napi_env env, const char *syscall, int err) {
+  napi_value message, error, value;
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &message);
+  napi_create_error(env, NULL, message, &error);
+  napi_create_int32(env, err, &value);
+  napi_set_named_property(env, error, "errno", value);
+  napi_set_named_property(env, error, "syscall", message);
+  napi_throw(env, error);
+  return NULL;
+}
+
+#define BAD_ARG(env, what) fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: bad " what)
+
+/* ---- arguments ---- */
+
+/* An integer in [0, max], taken from a JS number exactly (no truncation, no NaN). */
+static bool get_index(napi_env env, napi_value v, double max, double *out) {
+  double d;
+  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= max)) return false;
+  if (d != (double)(uint64_t)d) return false;
+  *out = d;
+  return true;
+}
+
+static bool get_fd(napi_env env, napi_value v, int *fd) {
+  double d;
+  if (!get_index(env, v, INT_MAX, &d)) return false;
+  *fd = (int)d;
+  return true;
+}
+
+static bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n;
+  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= n;
+}
+
+/* The holder behind a handle this module made, or NULL (and a pending error). */
+static holder *get_holder(napi_env env, napi_value v) {
+  napi_valuetype type;
+  bool tagged = false;
+  void *h = NULL;
+  if (napi_typeof(env, v, &type) != napi_ok || type != napi_object ||
+      napi_check_object_type_tag(env, v, &HANDLE_TAG, &tagged) != napi_ok || !tagged ||
+      napi_unwrap(env, v, &h) != napi_ok) {
+    BAD_ARG(env, "handle");
+    return NULL;
+  }
+  return h;
+}
+
+/* The mapping behind a handle that was not released yet, or NULL (and a pending error). */
+static mapping *live_mapping(napi_env env, napi_value v) {
+  holder *h = get_holder(env, v);
+  if (h != NULL && h->m == NULL)
+    fail(env, "ERR_BACKEND_CLOSED", "guestmem native: the handle was released");
+  return h == NULL ? NULL : h->m;
+}
+
+/* handle, offset, length -> the mapping, with [offset, offset + length) inside it. */
+static mapping *get_range(napi_env env, napi_value *argv, double *offset, double *length) {
+  mapping *m = live_mapping(env, argv[0]);
+  if (m == NULL) return NULL;
+  if (!get_index(env, argv[1], MAX_SAFE_INTEGER, offset) ||
+      !get_index(env, argv[2], MAX_SAFE_INTEGER, length) || *length == 0 ||
+      *offset + *length > (double)m->length) {
+    BAD_ARG(env, "range");
+    return NULL;
+  }
+  return m;
+}
+
+/* ---- handles ---- */
+
+static void holder_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  holder *h = data;
+  if (h->m != NULL) unref(h->m, true);
+  free(h);
+}
+
+/* A new JS handle on `m`, which already counts the owner reference this handle takes over. */
+static napi_value make_handle(napi_env env, mapping *m) {
+  napi_value obj;
+  holder *h = malloc(sizeof *h);
+  if (h != NULL) h->m = m;
+  if (h == NULL || napi_create_object(env, &obj) != napi_ok ||
+      napi_wrap(env, obj, h, holder_finalize, NULL, NULL) != napi_ok) {
+    free(h);
+    unref(m, true);
+    return fail(env, "ERR_MMAP_FAILED", "guestmem native: cannot create a handle");
+  }
+  /* From here the finalizer owns the reference. The properties are informative only: the
+     addon always reads the mapping from the wrapped holder. */
+  napi_property_descriptor props[] = {
+      {"id", NULL, NULL, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"address", NULL, NULL, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"length", NULL, NULL, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_type_tag_object(env, obj, &HANDLE_TAG) != napi_ok ||
+      napi_create_double(env, m->id, &props[0].value) != napi_ok ||
+      napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)m->addr, &props[1].value) != napi_ok ||
+      napi_create_double(env, (double)m->length, &props[2].value) != napi_ok ||
+      napi_define_properties(env, obj, 3, props) != napi_ok)
+    return fail(env, "ERR_MMAP_FAILED", "guestmem native: cannot create a handle");
+  return obj;
+}
+
+/*
+ * map(length, flags, fd, offset) -> handle. fd is -1 with MAP_ANONYMOUS. Protection is always
+ * read + write (see the top of the file); flags are MAP_SHARED or MAP_PRIVATE plus a few that
+ * cannot hurt.
+ */
+static napi_value js_map(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  double length, offset;
+  int32_t flags, fd;
+  if (!get_args(env, info, 4, argv) ||
+      !get_index(env, argv[0], MAX_SAFE_INTEGER, &length) || length == 0 ||
+      napi_get_value_int32(env, argv[1], &flags) != napi_ok ||
+      napi_get_value_int32(env, argv[2], &fd) != napi_ok || fd < -1 ||
+      !get_index(env, argv[3], MAX_SAFE_INTEGER, &offset))
+    return BAD_ARG(env, "arguments to map");
+  if (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE))
+    return fail(env, "ERR_MMAP_FIXED_FORBIDDEN", "guestmem native: MAP_FIXED is forbidden");
+  int type = flags & MAP_TYPE;
+  bool anonymous = flags & MAP_ANONYMOUS;
+  if ((type != MAP_SHARED && type != MAP_PRIVATE) ||
+      (flags & ~(MAP_TYPE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE)) ||
+      anonymous != (fd == -1) || (anonymous && offset != 0))
+    return BAD_ARG(env, "mmap flags");
+  if (offset + length > MAX_SAFE_INTEGER)
+    return fail(env, "ERR_MMAP_INVALID_OFFSET_LENGTH", "guestmem native: offset + length overflows");
+  if (!anonymous) {
+    struct stat st;
+    struct statfs sf;
+    if (fstat(fd, &st) != 0) return fail_errno(env, "fstat", errno);
+    if (!S_ISREG(st.st_mode)) return BAD_ARG(env, "fd: not a regular file");
+    if (offset + length > (double)st.st_size)
+      return fail(env, "ERR_MMAP_PAST_EOF", "guestmem native: mapping past the end of the file");
+    if (fstatfs(fd, &sf) != 0) return fail_errno(env, "fstatfs", errno);
+    if (sf.f_type == HUGETLBFS_MAGIC && (flags & MAP_NORESERVE))
+      return BAD_ARG(env, "flags: MAP_NORESERVE on hugetlbfs");
+  }
+  void *addr = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, flags, fd, (off_t)offset);
+  if (addr == MAP_FAILED) return fail_errno(env, "mmap", errno);
+  mapping *m = malloc(sizeof *m);
+  if (m == NULL) {
+    munmap(addr, (size_t)length);
+    return fail_errno(env, "malloc", ENOMEM);
+  }
+  m->addr = addr;
+  m->length = (size_t)length;
+  m->owners = m->refs = 1;
+  pthread_mutex_lock(&lock);
+  m->id = next_id++;
+  m->next = registry;
+  registry = m;
+  pthread_mutex_unlock(&lock);
+  return make_handle(env, m);
+}
+
+/* acquire(id) -> a new handle on a mapping some handle (maybe in another thread) still owns. */
+static napi_value js_acquire(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  double id;
+  if (!get_args(env, info, 1, argv) || !get_index(env, argv[0], MAX_SAFE_INTEGER, &id))
+    return BAD_ARG(env, "id");
+  pthread_mutex_lock(&lock);
+  mapping *m = registry;
+  while (m != NULL && m->id != id) m = m->next;
+  if (m != NULL && m->owners > 0) {
+    m->owners++;
+    m->refs++;
+  } else {
+    m = NULL;
+  }
+  pthread_mutex_unlock(&lock);
+  if (m == NULL) return fail(env, "ERR_BACKEND_CLOSED", "guestmem native: no such open mapping");
+  return make_handle(env, m);
+}
+
+/* release(handle): drops the handle's reference now rather than at GC. Idempotent. */
+static napi_value js_release(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  holder *h;
+  if (!get_args(env, info, 1, argv) || (h = get_holder(env, argv[0])) == NULL) return NULL;
+  if (h->m != NULL) unref(h->m, true);
+  h->m = NULL;
+  return NULL;
+}
+
+static void buffer_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)data;
+  unref(hint, false);
+}
+
+/* wrap(handle, offset, length) -> an external ArrayBuffer over that part of the mapping. */
+static napi_value js_wrap(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result;
+  double offset, length;
+  if (!get_args(env, info, 3, argv)) return BAD_ARG(env, "arguments to wrap");
+  mapping *m = get_range(env, argv, &offset, &length);
+  if (m == NULL) return NULL;
+  if (length > MAX_EXTERNAL_BUFFER) return BAD_ARG(env, "length: over 4 GiB");
+  pthread_mutex_lock(&lock);
+  m->refs++;
+  pthread_mutex_unlock(&lock);
+  napi_status s = napi_create_external_arraybuffer(env, m->addr + (size_t)offset, (size_t)length,
+                                                   buffer_finalize, m, &result);
+  if (s == napi_ok) return result;
+  /*
+   * Only the early refusal (a runtime with a V8 sandbox, such as Electron) is known not to
+   * call the finalizer; after any other failure it may still run, so keep the reference
+   * (a leak) rather than risk dropping it twice (an early munmap).
+   */
+  if (s == napi_no_external_buffers_allowed) {
+    unref(m, false);
+    return fail(env, "ERR_NATIVE_UNAVAILABLE",
+                "this runtime does not allow external ArrayBuffers (V8 sandbox)");
+  }
+  return fail(env, "ERR_MMAP_FAILED", "guestmem native: cannot create an external ArrayBuffer");
+}
+
+/*
+ * detach(arrayBuffer): detaches it, so that every view over it reads as empty. Its memory
+ * reference drops when V8 lets go of the backing store (Node calls the finalizer soon after).
+ */
+static napi_value js_detach(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  bool is_ab = false, detached = false;
+  if (!get_args(env, info, 1, argv) || napi_is_arraybuffer(env, argv[0], &is_ab) != napi_ok ||
+      !is_ab || napi_is_detached_arraybuffer(env, argv[0], &detached) != napi_ok)
+    return BAD_ARG(env, "ArrayBuffer");
+  if (!detached && napi_detach_arraybuffer(env, argv[0]) != napi_ok)
+    return BAD_ARG(env, "ArrayBuffer: not detachable");
+  return NULL;
+}
+
+/* madvise(handle, offset, length, advice) with advice from a short list of harmless ones. */
+static napi_value js_madvise(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  double offset, length;
+  int32_t advice;
+  if (!get_args(env, info, 4, argv)) return BAD_ARG(env, "arguments to madvise");
+  mapping *m = get_range(env, argv, &offset, &length);
+  if (m == NULL) return NULL;
+  if (napi_get_value_int32(env, argv[3], &advice) != napi_ok ||
+      (advice != MADV_DONTNEED && advice != MADV_REMOVE && advice != MADV_HUGEPAGE &&
+       advice != MADV_POPULATE_READ && advice != MADV_POPULATE_WRITE))
+    return BAD_ARG(env, "advice");
+  if (madvise(m->addr + (size_t)offset, (size_t)length, advice) != 0)
+    return fail_errno(env, "madvise", errno);
+  return NULL;
+}
+
+/* mlock(handle, offset, length). munmap unlocks, so there is no munlock. */
+static napi_value js_mlock(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  double offset, length;
+  if (!get_args(env, info, 3, argv)) return BAD_ARG(env, "arguments to mlock");
+  mapping *m = get_range(env, argv, &offset, &length);
+  if (m == NULL) return NULL;
+  if (mlock(m->addr + (size_t)offset, (size_t)length) != 0) return fail_errno(env, "mlock", errno);
+  return NULL;
+}
+
+/* memfdCreate(name, hugetlb) -> a close-on-exec memfd that allows sealing. */
+static napi_value js_memfd_create(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  char name[250]; /* the kernel takes 249 bytes */
+  size_t len;
+  bool hugetlb;
+  if (!get_args(env, info, 2, argv) ||
+      napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok ||
+      len >= sizeof name - 1 || napi_get_value_bool(env, argv[1], &hugetlb) != napi_ok)
+    return BAD_ARG(env, "arguments to memfdCreate");
+  int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | (hugetlb ? MFD_HUGETLB : 0));
+  if (fd < 0) return fail_errno(env, "memfd_create", errno);
+  napi_create_int32(env, fd, &result);
+  return result;
+}
+
+/* sealShrink(fd): nobody may shrink the file again, which would SIGBUS every mapping of it. */
+static napi_value js_seal_shrink(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
+  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) return fail_errno(env, "fcntl", errno);
+  return NULL;
+}
+
+/* dup(fd) -> a close-on-exec duplicate, so that a backend owns its own descriptor. */
+static napi_value js_dup(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int fd;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return fail_errno(env, "fcntl", errno);
+  napi_create_int32(env, copy, &result);
+  return result;
+}
+
+static void make_process_key(void) {
+  uint64_t r = 0;
+  while (getrandom(&r, sizeof r, 0) < 0 && errno == EINTR) continue;
+  process_key = (double)(r >> 12); /* 52 random bits: an exact JS number */
+}
+
+NAPI_MODULE_INIT() {
+  pthread_once(&process_key_once, make_process_key);
+  static const struct {
+    const char *name;
+    double value;
+  } constants[] = {
+      {"MAP_SHARED", MAP_SHARED},
+      {"MAP_PRIVATE", MAP_PRIVATE},
+      {"MAP_ANONYMOUS", MAP_ANONYMOUS},
+      {"MAP_NORESERVE", MAP_NORESERVE},
+      {"MAP_POPULATE", MAP_POPULATE},
+      {"MAP_FIXED", MAP_FIXED},
+      {"MAP_FIXED_NOREPLACE", MAP_FIXED_NOREPLACE},
+      {"MADV_DONTNEED", MADV_DONTNEED},
+      {"MADV_REMOVE", MADV_REMOVE},
+      {"MADV_HUGEPAGE", MADV_HUGEPAGE},
+      {"MADV_POPULATE_READ", MADV_POPULATE_READ},
+      {"MADV_POPULATE_WRITE", MADV_POPULATE_WRITE},
+  };
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } functions[] = {
+      {"map", js_map},          {"acquire", js_acquire},          {"release", js_release},
+      {"wrap", js_wrap},        {"detach", js_detach},            {"madvise", js_madvise},
+      {"mlock", js_mlock},      {"memfdCreate", js_memfd_create}, {"sealShrink", js_seal_shrink},
+      {"dup", js_dup},
+  };
+  napi_value value;
+  for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
+    if (napi_create_double(env, constants[i].value, &value) != napi_ok ||
+        napi_set_named_property(env, exports, constants[i].name, value) != napi_ok)
+      return NULL;
+  }
+  if (napi_create_double(env, (double)sysconf(_SC_PAGESIZE), &value) != napi_ok ||
+      napi_set_named_property(env, exports, "PAGE_SIZE", value) != napi_ok ||
+      napi_create_double(env, process_key, &value) != napi_ok ||
+      napi_set_named_property(env, exports, "PROCESS_KEY", value) != napi_ok)
+    return NULL;
+  for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
+    if (napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL,
+                             &value) != napi_ok ||
+        napi_set_named_property(env, exports, functions[i].name, value) != napi_ok)
+      return NULL;
+  }
+  return exports;
+}

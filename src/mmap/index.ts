@@ -1,0 +1,27 @@
+/**
+ * `guestmem/mmap`: guest memory mapped with mmap(2) through guestmem's native addon (Linux).
+ *
+ * Importing this module throws {@link MmapError} `ERR_NATIVE_UNAVAILABLE` where the addon cannot
+ * be loaded or used (another OS, a browser, a runtime without external ArrayBuffers), with the
+ * underlying failure as `cause`. The main `guestmem` entry never imports it, so the rest of
+ * guestmem works everywhere.
+ *
+ * @module
+ */
+export { MmapError, type MmapErrorCode, type MmapErrorDetails } from './errors.js';
+export {
+  type AnonymousOptions,
+  checkNoFileOverlap,
+  type FileOptions,
+  type FromSharedOptions,
+  MAX_CHUNK_SIZE,
+  MmapBackend,
+  MmapChunk,
+  type MmapFileIdentity,
+  MmapFlags,
+  type MemfdOptions,
+  type MmapOptions,
+  type MmapSharedDescription,
+  type MmapSource,
+  PAGE_SIZE,
+} from './backend.js';
