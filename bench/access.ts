@@ -8,7 +8,8 @@
  * Run: npm run bench   (knobs: BENCH_REPS, BENCH_MIN_MS, BENCH_FILTER)
  */
 import { PerformanceObserver } from 'node:perf_hooks';
-import { GuestAddress, GuestMemory } from 'guestmem';
+import { GuestAddress, GuestMemory, GuestMemoryRegion } from 'guestmem';
+import { MmapBackend } from 'guestmem/mmap';
 
 const MIB = 1 << 20;
 const MEM_SIZE = 256 * MIB;
@@ -100,20 +101,28 @@ const t1 = table(1);
 const t8 = table(8);
 const m1 = layout(1);
 const m8 = layout(8);
+// The same L1 layout on mmap'd anonymous memory (the native addon), prefaulted the same way.
+const mmapBackend = MmapBackend.anonymous(MEM_SIZE);
+const mm = GuestMemory.fromRegions([new GuestMemoryRegion(GuestAddress(0), mmapBackend)]);
+mm.fill(GuestAddress(0), MEM_SIZE, 0x5a);
 
 // Each operation is its own function literal so that V8 keeps its feedback monomorphic.
 const ops: [string, Op][] = [
   ['raw.read.u32.r1.hot', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= dv.getUint32(t1[k & 1023], true); return acc; }],
   ['gm.read.u32.r1.hot', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= m1.readU32LE(t1[k & 1023] as GuestAddress); return acc; }],
+  ['gm-mmap.read.u32.r1.hot', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= mm.readU32LE(t1[k & 1023] as GuestAddress); return acc; }],
   ['gm.read.u32.r8.hot', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= m8.readU32LE(t8[k & 1023] as GuestAddress); return acc; }],
   ['raw.write.u32.r1.hot', (s, n) => { for (let k = s; k < s + n; k++) dv.setUint32(t1[k & 1023], VAL32, true); return 0; }],
   ['gm.write.u32.r1.hot', (s, n) => { for (let k = s; k < s + n; k++) m1.writeU32LE(t1[k & 1023] as GuestAddress, VAL32); return 0; }],
+  ['gm-mmap.write.u32.r1.hot', (s, n) => { for (let k = s; k < s + n; k++) mm.writeU32LE(t1[k & 1023] as GuestAddress, VAL32); return 0; }],
   ['gm.write.u32.r8.hot', (s, n) => { for (let k = s; k < s + n; k++) m8.writeU32LE(t8[k & 1023] as GuestAddress, VAL32); return 0; }],
   ['raw.read.u32.r1', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= dv.getUint32(t1[k & (TABLE_LEN - 1)], true); return acc; }],
   ['gm.read.u32.r1', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= m1.readU32LE(t1[k & (TABLE_LEN - 1)] as GuestAddress); return acc; }],
+  ['gm-mmap.read.u32.r1', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= mm.readU32LE(t1[k & (TABLE_LEN - 1)] as GuestAddress); return acc; }],
   ['gm.read.u32.r8', (s, n) => { let acc = 0; for (let k = s; k < s + n; k++) acc ^= m8.readU32LE(t8[k & (TABLE_LEN - 1)] as GuestAddress); return acc; }],
   ['raw.write.u32.r1', (s, n) => { for (let k = s; k < s + n; k++) dv.setUint32(t1[k & (TABLE_LEN - 1)], VAL32, true); return 0; }],
   ['gm.write.u32.r1', (s, n) => { for (let k = s; k < s + n; k++) m1.writeU32LE(t1[k & (TABLE_LEN - 1)] as GuestAddress, VAL32); return 0; }],
+  ['gm-mmap.write.u32.r1', (s, n) => { for (let k = s; k < s + n; k++) mm.writeU32LE(t1[k & (TABLE_LEN - 1)] as GuestAddress, VAL32); return 0; }],
   ['gm.write.u32.r8', (s, n) => { for (let k = s; k < s + n; k++) m8.writeU32LE(t8[k & (TABLE_LEN - 1)] as GuestAddress, VAL32); return 0; }],
 ];
 
@@ -125,12 +134,13 @@ for (const [id, f] of ops) {
 }
 console.log('\nratios guestmem / raw DataView (same run):');
 for (const [id, m] of results) {
-  if (!id.startsWith('gm.')) continue;
-  const raw = results.get(id.replace(/^gm\./, 'raw.').replace(/\.r8/, '.r1'));
+  if (!id.startsWith('gm')) continue;
+  const raw = results.get(id.replace(/^gm(-mmap)?\./, 'raw.').replace(/\.r8/, '.r1'));
   if (raw !== undefined) console.log(`${id.padEnd(30)} ${(m / raw).toFixed(2).padStart(8)}x`);
 }
 console.log('\ngarbage collections during 10 M accesses (0 = the path allocates nothing):');
 for (const [id, f] of ops.filter(([id]) => id.endsWith('.hot') && id.includes('r1'))) {
   console.log(`${id.padEnd(30)} ${String(await gcsDuring(f)).padStart(8)}`);
 }
+mmapBackend.close();
 if (sink === 0.5) console.log(sink);

@@ -40,12 +40,13 @@ export class BackingViews {
     this.buffer = buffer;
     this.u8 = new Uint8Array(buffer);
     this.dv = new DataView(buffer);
-    this.u16 = new Uint16Array(buffer, 0, n >>> 1);
-    this.u32 = new Uint32Array(buffer, 0, n >>> 2);
-    this.i32 = new Int32Array(buffer, 0, n >>> 2);
+    // Divisions, not shifts: n may be exactly 2^32, where `n >>> 2` would be 0.
+    this.u16 = new Uint16Array(buffer, 0, Math.floor(n / 2));
+    this.u32 = new Uint32Array(buffer, 0, Math.floor(n / 4));
+    this.i32 = new Int32Array(buffer, 0, Math.floor(n / 4));
     this.u64 = new BigUint64Array(buffer, 0, Math.floor(n / 8));
     this.i64 = new BigInt64Array(buffer, 0, Math.floor(n / 8));
-    this.f32 = new Float32Array(buffer, 0, n >>> 2);
+    this.f32 = new Float32Array(buffer, 0, Math.floor(n / 4));
     this.f64 = new Float64Array(buffer, 0, Math.floor(n / 8));
     this.shared = shared;
   }

@@ -373,6 +373,9 @@ describe('errors', () => {
     rejects(() => MmapBackend.file({ path: '/dev/zero', size: PAGE_SIZE }), 'ERR_MMAP_INVALID_ARGUMENT');
     rejects(() => MmapBackend.file({ fd: 2 ** 31, size: 1 }), 'ERR_MMAP_INVALID_ARGUMENT');
     rejects(() => MmapBackend.file({ fd: 12345, size: 1 }), 'ERR_MMAP_FAILED', { errno: 'EBADF' });
+    assert.throws(() => MmapBackend.file({ fd: -1, size: 1 }), { name: 'AddressError', code: 'ERR_INVALID_ADDRESS' });
+    using tiny = MmapBackend.memfd(1);
+    assert.throws(() => MmapBackend.fromShared(tiny.share(), { fd: 0.5 }), { name: 'AddressError' });
     rejects(() => MmapBackend.anonymous(PAGE_SIZE, { chunkSize: 100 }), 'ERR_MMAP_INVALID_ARGUMENT');
     rejects(() => MmapBackend.anonymous(PAGE_SIZE, { chunkSize: 2 ** 33 }), 'ERR_MMAP_INVALID_ARGUMENT');
   });

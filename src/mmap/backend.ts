@@ -106,9 +106,9 @@ export interface FromSharedOptions {
    * backend maps a duplicate. Leave it out in a worker of the same process.
    */
   fd?: number | undefined;
-  /** As {@link MmapOptions.populate}, for the new mapping made in another process. */
+  /** As {@link MmapOptions.populate} (in a worker: again, over the same mapping). */
   populate?: boolean | undefined;
-  /** As {@link MmapOptions.pin}, for the new mapping made in another process. */
+  /** As {@link MmapOptions.pin} (in a worker: again, over the same mapping). */
   pin?: boolean | undefined;
 }
 
@@ -363,6 +363,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
     const { fd, path, offset = 0, size } = options;
     checkSize(size);
     validateIndex(offset, 'offset');
+    if (fd !== undefined) validateIndex(fd, 'fd');
     if ((fd === undefined) === (path === undefined)) {
       throw new MmapError('ERR_MMAP_INVALID_ARGUMENT', 'give exactly one of fd and path');
     }
@@ -378,7 +379,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
     const flags = (mapShared ? native.MAP_SHARED : native.MAP_PRIVATE) | extraFlags(options.flags);
     const own =
       fd !== undefined
-        ? call(`duplicate fd ${fd}`, () => native.dup(validateIndex(fd, 'fd')))
+        ? call(`duplicate fd ${fd}`, () => native.dup(fd))
         : call(`open ${path}`, () => host.fs.openSync(path as string, mapShared ? 'r+' : 'r'));
     let file: MmapFileIdentity;
     try {
@@ -446,7 +447,8 @@ export class MmapBackend implements MemoryBackend, Disposable {
         'a private writable mapping cannot be shared with another process: its writes are its own',
       );
     }
-    const fd = call(`duplicate fd ${options.fd}`, () => native.dup(validateIndex(options.fd, 'fd')));
+    const inherited = validateIndex(options.fd, 'fd');
+    const fd = call(`duplicate fd ${inherited}`, () => native.dup(inherited));
     let file: MmapFileIdentity;
     try {
       file = checkFile(fd, d.fileOffset, d.size);

@@ -7,6 +7,7 @@
  * same reason, so that even a browser gets the typed error rather than a failed link.
  */
 import { BackendError } from '../backend/errors.js';
+import { GuestmemError } from '../errors.js';
 import { MmapError, type MmapErrorCode } from './errors.js';
 
 /** One reference to a mapping, owned by a JS object; the addon unmaps after the last one goes. */
@@ -56,8 +57,11 @@ export interface Host {
   readonly errnoInfo: (errno: number) => [string, string] | undefined;
 }
 
-const { native, host } = await load();
-export { host, native };
+const loaded = await load();
+/** The loaded addon. */
+export const native: NativeBinding = loaded.native;
+/** Node's built-ins, as the addon's loader found them. */
+export const host: Host = loaded.host;
 
 /**
  * Runs `fn` (a call into the addon or into `node:fs`) and rethrows its failure as a typed error:
@@ -75,6 +79,7 @@ export function call<T>(what: string, fn: () => T): T {
 }
 
 function translate(e: unknown, what: string): Error {
+  if (e instanceof GuestmemError) return e; // already typed (a validateIndex, say)
   const err = e as { errno?: unknown; syscall?: unknown; code?: unknown; message?: unknown };
   if (typeof err?.errno === 'number') {
     const info = host.errnoInfo(-Math.abs(err.errno));
