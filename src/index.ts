@@ -13,6 +13,8 @@ export { WasmMemoryBackend, type WebAssemblyMemory } from './backend/wasm.js';
 export { BackingViews, MAX_VIEW_BYTES } from './backend/views.js';
 export * from './backend/errors.js';
 export * from './bitmap/bitmap.js';
+export * from './bitmap/atomic-bitmap.js';
+export * from './bitmap/errors.js';
 export type { Bytes } from './bytes/bytes.js';
 export { ByteAccess } from './bytes/access.js';
 export type { FilePosition } from './bytes/fd-io.js';
