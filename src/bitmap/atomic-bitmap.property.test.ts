@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { AtomicBitmap, type DirtyRange } from './atomic-bitmap.js';
+import { kvmLog, pagesOf } from '../test-support/bitmap.js';
 
 /** The model: one boolean per page. */
 class Model {
@@ -36,19 +37,6 @@ class Model {
     }
     return out;
   }
-}
-
-function pagesOf(b: AtomicBitmap): number[] {
-  const out: number[] = [];
-  for (let p = 0; p < b.pageCount; p++) if (b.isBitDirty(p)) out.push(p);
-  return out;
-}
-
-/** A KVM-layout log (little-endian u64 words) of `words` words with `pages` set. */
-function kvmLog(words: number, pages: number[]): Uint8Array {
-  const bytes = new Uint8Array(words * 8);
-  for (const p of pages) bytes[p >> 3] |= 1 << (p & 7);
-  return bytes;
 }
 
 type Op =

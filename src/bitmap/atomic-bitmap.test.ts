@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AtomicBitmap, DEFAULT_PAGE_SIZE, type DirtyRange } from './atomic-bitmap.js';
+import { kvmLog, pagesOf } from '../test-support/bitmap.js';
 import type { Bitmap } from './bitmap.js';
 
 const PAGE = 4096;
@@ -13,23 +14,6 @@ function rangeIsClean(b: Bitmap, start: number, length: number): boolean {
 function rangeIsDirty(b: Bitmap, start: number, length: number): boolean {
   for (let offset = start; offset < start + length; offset++) if (!b.dirtyAt(offset)) return false;
   return true;
-}
-
-function dirtyPages(b: AtomicBitmap): number[] {
-  const pages: number[] = [];
-  for (let p = 0; p < b.pageCount; p++) if (b.isBitDirty(p)) pages.push(p);
-  return pages;
-}
-
-/** A KVM_GET_DIRTY_LOG buffer for `pages`, built byte by byte: little-endian 64-bit words. */
-function kvmLog(words: number, pages: number[]): Uint8Array {
-  const bytes = new Uint8Array(words * 8);
-  for (const p of pages) {
-    const word = Math.floor(p / 64);
-    const bit = p % 64;
-    bytes[word * 8 + (bit >> 3)] |= 1 << (bit & 7);
-  }
-  return bytes;
 }
 
 describe('AtomicBitmap construction', () => {
@@ -91,19 +75,19 @@ describe('AtomicBitmap marking', () => {
     assert.ok(rangeIsDirty(s, 0, 0x100));
     assert.ok(rangeIsClean(b, 0, 0x400));
     assert.ok(rangeIsClean(b, 0x500, 0x300));
-    assert.deepEqual(dirtyPages(b), [8, 9]);
+    assert.deepEqual(pagesOf(b), [8, 9]);
   });
 
   it('sets both pages for a mark that straddles a page boundary', () => {
     const b = new AtomicBitmap(4 * PAGE);
     b.markDirty(PAGE - 4, 8);
-    assert.deepEqual(dirtyPages(b), [0, 1]);
+    assert.deepEqual(pagesOf(b), [0, 1]);
   });
 
   it('sets only its own page for a 1-byte mark at the last byte of a page', () => {
     const b = new AtomicBitmap(4 * PAGE);
     b.markDirty(2 * PAGE - 1, 1);
-    assert.deepEqual(dirtyPages(b), [1]);
+    assert.deepEqual(pagesOf(b), [1]);
     assert.equal(b.dirtyAt(2 * PAGE - 1), true);
     assert.equal(b.dirtyAt(2 * PAGE), false);
   });
@@ -111,7 +95,7 @@ describe('AtomicBitmap marking', () => {
   it('sets every page of a long mark, across 32-bit words', () => {
     const b = new AtomicBitmap(100 * PAGE);
     b.markDirty(30 * PAGE + 1, 40 * PAGE);
-    assert.deepEqual(dirtyPages(b), Array.from({ length: 41 }, (_, i) => 30 + i));
+    assert.deepEqual(pagesOf(b), Array.from({ length: 41 }, (_, i) => 30 + i));
   });
 
   it('marks nothing for a zero length, even at the very end', () => {
@@ -124,7 +108,7 @@ describe('AtomicBitmap marking', () => {
   it('marks the last, partial page of a length that is not a page multiple', () => {
     const b = new AtomicBitmap(PAGE + 10);
     b.markDirty(PAGE + 9, 1);
-    assert.deepEqual(dirtyPages(b), [1]);
+    assert.deepEqual(pagesOf(b), [1]);
   });
 
   it('refuses a mark that ends beyond the bitmap, reporting offset and length, and marks nothing', () => {
@@ -152,7 +136,7 @@ describe('AtomicBitmap marking', () => {
       const b = new AtomicBitmap(64 * PAGE, { shared });
       b.markDirty(5 * PAGE, 8);
       b.markDirty(40 * PAGE + 7, 1);
-      assert.deepEqual(dirtyPages(b), [5, 40]);
+      assert.deepEqual(pagesOf(b), [5, 40]);
     }
   });
 
@@ -216,7 +200,7 @@ describe('AtomicBitmap resetting and harvesting', () => {
     const b = new AtomicBitmap(10 * PAGE);
     b.markDirty(0, 10 * PAGE);
     b.resetRange(2 * PAGE + 1, PAGE); // touches pages 2 and 3
-    assert.deepEqual(dirtyPages(b), [0, 1, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(pagesOf(b), [0, 1, 4, 5, 6, 7, 8, 9]);
     b.resetRange(0, 0);
     assert.equal(b.count(), 8);
   });
@@ -245,11 +229,11 @@ describe('AtomicBitmap resetting and harvesting', () => {
     assert.equal(taken.shared, false);
     assert.equal(taken.byteLength, b.byteLength);
     assert.equal(taken.pageSize, b.pageSize);
-    assert.deepEqual(dirtyPages(taken), [3, 63, 64, 100]);
+    assert.deepEqual(pagesOf(taken), [3, 63, 64, 100]);
     assert.equal(b.count(), 0);
     assert.equal(b.harvest().count(), 0);
     b.markDirty(3 * PAGE, 1);
-    assert.deepEqual(dirtyPages(b.harvest()), [3]);
+    assert.deepEqual(pagesOf(b.harvest()), [3]);
   });
 });
 
@@ -259,7 +243,7 @@ describe('AtomicBitmap slices', () => {
     const s = b.sliceAt(2 * PAGE + 16);
     const ss = s.sliceAt(PAGE);
     ss.markDirty(PAGE, 1); // root offset 4 * PAGE + 16
-    assert.deepEqual(dirtyPages(b), [4]);
+    assert.deepEqual(pagesOf(b), [4]);
     assert.equal(s.dirtyAt(2 * PAGE), true);
     assert.equal(ss.dirtyAt(PAGE - 16), true); // root 4 * PAGE
     assert.equal(ss.dirtyAt(PAGE - 17), false); // root 4 * PAGE - 1
@@ -293,7 +277,7 @@ describe('AtomicBitmap slices', () => {
     const s = b.sliceAt(PAGE);
     b.grow(4 * PAGE);
     s.markDirty(2 * PAGE, 1);
-    assert.deepEqual(dirtyPages(b), [3]);
+    assert.deepEqual(pagesOf(b), [3]);
   });
 });
 
@@ -306,7 +290,7 @@ describe('AtomicBitmap.merge', () => {
     assert.equal(log[1], 0b1);
     assert.equal(log[8], 0b1);
     b.merge(log);
-    assert.deepEqual(dirtyPages(b), [0, 1, 7, 8, 31, 32, 63, 64, 100, 129]);
+    assert.deepEqual(pagesOf(b), [0, 1, 7, 8, 31, 32, 63, 64, 100, 129]);
   });
 
   it('takes a BigUint64Array, an ArrayBuffer and a byte view at an offset alike', () => {
@@ -318,7 +302,7 @@ describe('AtomicBitmap.merge', () => {
     for (const log of [words, bytes.buffer, padded.subarray(8)]) {
       const b = new AtomicBitmap(96 * PAGE);
       b.merge(log);
-      assert.deepEqual(dirtyPages(b), pages);
+      assert.deepEqual(pagesOf(b), pages);
     }
   });
 
@@ -326,7 +310,7 @@ describe('AtomicBitmap.merge', () => {
     const b = new AtomicBitmap(200 * PAGE);
     b.merge(kvmLog(1, [5]));
     b.merge(kvmLog(8, [199]));
-    assert.deepEqual(dirtyPages(b), [5, 199]);
+    assert.deepEqual(pagesOf(b), [5, 199]);
   });
 
   it('refuses a log that marks pages beyond the bitmap, merging nothing', () => {
@@ -339,7 +323,7 @@ describe('AtomicBitmap.merge', () => {
       length: 16,
     });
     assert.throws(() => b.merge(kvmLog(4, [3, 200])), { code: 'ERR_BITMAP_OUT_OF_RANGE', address: 200 * PAGE });
-    assert.deepEqual(dirtyPages(b), [0]);
+    assert.deepEqual(pagesOf(b), [0]);
     assert.throws(() => new AtomicBitmap(0).merge(kvmLog(1, [0])), { code: 'ERR_BITMAP_OUT_OF_RANGE', address: 0 });
   });
 
@@ -361,8 +345,8 @@ describe('AtomicBitmap sharing', () => {
     assert.equal(b.shared, true);
     a.markDirty(10 * PAGE, 1);
     b.markDirty(90 * PAGE, 1);
-    assert.deepEqual(dirtyPages(a), [10, 90]);
-    assert.deepEqual(dirtyPages(b.harvest()), [10, 90]);
+    assert.deepEqual(pagesOf(a), [10, 90]);
+    assert.deepEqual(pagesOf(b.harvest()), [10, 90]);
     assert.equal(a.count(), 0);
   });
 
@@ -393,7 +377,7 @@ describe('AtomicBitmap.grow', () => {
     b.markDirty(39 * PAGE, 1);
     b.grow(1000 * PAGE + 1);
     assert.equal(b.pageCount, 1001);
-    assert.deepEqual(dirtyPages(b), [0, 39]);
+    assert.deepEqual(pagesOf(b), [0, 39]);
     b.markDirty(1000 * PAGE, 1);
     assert.equal(b.count(), 3);
     b.grow(1000 * PAGE + 1); // same length: nothing to do
@@ -413,7 +397,7 @@ describe('AtomicBitmap.grow', () => {
     a.markDirty(9 * PAGE, 1);
     a.grow(64 * PAGE); // still inside the first 64-bit word
     a.markDirty(63 * PAGE, 1);
-    assert.deepEqual(dirtyPages(a), [9, 63]);
+    assert.deepEqual(pagesOf(a), [9, 63]);
     assert.throws(() => a.grow(65 * PAGE), { name: 'BitmapError', code: 'ERR_BITMAP_CAPACITY', length: 65 * PAGE });
     assert.equal(a.byteLength, 64 * PAGE);
   });
@@ -429,14 +413,14 @@ describe('AtomicBitmap.grow', () => {
     // b has not heard of the growth yet: it refuses the new pages and leaves their bits alone.
     assert.throws(() => b.markDirty(45 * PAGE, 1), { code: 'ERR_BITMAP_OUT_OF_RANGE' });
     assert.equal(b.count(), 1);
-    assert.deepEqual(dirtyPages(b.harvest()), [39]);
+    assert.deepEqual(pagesOf(b.harvest()), [39]);
     b.resetAll();
-    assert.deepEqual(dirtyPages(a), [45, 499]);
+    assert.deepEqual(pagesOf(a), [45, 499]);
 
     b.grow(500 * PAGE);
-    assert.deepEqual(dirtyPages(b), [45, 499]);
+    assert.deepEqual(pagesOf(b), [45, 499]);
     b.markDirty(200 * PAGE, 1);
-    assert.deepEqual(dirtyPages(a), [45, 200, 499]);
+    assert.deepEqual(pagesOf(a), [45, 200, 499]);
     // Capacity comes in whole 64-bit words: 1000 pages reserve 1024.
     a.grow(1024 * PAGE);
     assert.throws(() => a.grow(1025 * PAGE), { code: 'ERR_BITMAP_CAPACITY' });
@@ -448,6 +432,6 @@ describe('AtomicBitmap.grow', () => {
     b.grow(200 * PAGE);
     b.markDirty(199 * PAGE, 1);
     a.grow(200 * PAGE);
-    assert.deepEqual(dirtyPages(a), [199]);
+    assert.deepEqual(pagesOf(a), [199]);
   });
 });

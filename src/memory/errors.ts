@@ -12,6 +12,8 @@ export type GuestMemoryErrorCode =
   | 'ERR_REGION_NOT_FOUND'
   /** A range asked for as one slice spans more than one region. */
   | 'ERR_REGION_CROSSING'
+  /** An argument of the wrong kind (not a region, not a GuestMemory). */
+  | 'ERR_INVALID_ARG'
   /** {@link GuestMemoryAtomic.update} called from inside an update. */
   | 'ERR_UPDATE_IN_PROGRESS';
 

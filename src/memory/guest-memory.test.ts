@@ -39,7 +39,7 @@ test('building validates the layout and names the offending regions', () => {
   assert.throws(() => new GuestMemoryRegion(G(0), heapBackend(64), { offset: 32, length: 64 }), {
     code: 'ERR_REGION_BACKEND_RANGE',
   });
-  assert.throws(() => GuestMemory.fromRegions([{} as GuestMemoryRegion]), { code: 'ERR_NO_REGIONS' });
+  assert.throws(() => GuestMemory.fromRegions([{} as GuestMemoryRegion]), { code: 'ERR_INVALID_ARG' });
   assert.throws(() => GuestMemory.fromRanges([[G(-1), 1]]), { code: 'ERR_INVALID_ADDRESS' });
 });
 
@@ -123,6 +123,7 @@ test('hot-plug builds new values; GuestMemoryAtomic swaps them for readers', () 
   assert.equal(snapshot.numRegions, 3, 'a reader keeps its consistent snapshot');
   assert.equal(holder.memory().numRegions, 4);
   assert.throws(() => holder.update((m) => holder.update(() => m)), { code: 'ERR_UPDATE_IN_PROGRESS' });
+  assert.throws(() => holder.update(() => ({}) as GuestMemory), { code: 'ERR_INVALID_ARG' });
   assert.throws(() => holder.update((m) => m.insertRegion(new GuestMemoryRegion(G(0), heapBackend(1)))), { code: 'ERR_REGION_OVERLAP' });
   assert.equal(holder.memory().numRegions, 4, 'a failed update changes nothing');
 });

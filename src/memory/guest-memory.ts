@@ -83,7 +83,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     if (sorted.length === 0) throw new GuestMemoryError('ERR_NO_REGIONS', 'guest memory needs at least one region');
     for (const r of sorted) {
       if (!(r instanceof GuestMemoryRegion)) {
-        throw new GuestMemoryError('ERR_NO_REGIONS', `fromRegions takes GuestMemoryRegion objects, got ${typeof r}`);
+        throw new GuestMemoryError('ERR_INVALID_ARG', `fromRegions takes GuestMemoryRegion objects, got ${typeof r}`);
       }
     }
     sorted.sort((a, b) => a.start - b.start);
@@ -381,7 +381,7 @@ export class GuestMemoryAtomic {
     try {
       const next = change(this.#current);
       if (!(next instanceof GuestMemory)) {
-        throw new GuestMemoryError('ERR_NO_REGIONS', 'an update must return a GuestMemory');
+        throw new GuestMemoryError('ERR_INVALID_ARG', 'an update must return a GuestMemory');
       }
       this.#current = next;
       return next;

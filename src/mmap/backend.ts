@@ -92,7 +92,7 @@ export interface FileOptions extends MmapOptions {
   shared?: boolean | undefined;
   /**
    * Guest memory that must not change: mapped privately, so that the file never changes, and
-   * marked {@link MmapBackend.readOnly} so that guestmem refuses writes. The pages stay
+   * marked {@link MmapBackend.readOnly} (regions do not enforce it yet). The pages stay
    * writable underneath, because a stray JS write to a read-only page would kill the process.
    */
   readOnly?: boolean | undefined;
@@ -248,8 +248,9 @@ export class MmapBackend implements MemoryBackend, Disposable {
   /** Where the memory comes from. */
   readonly source: MmapSource;
   /**
-   * True when guestmem must not write this memory (regions refuse writes). The mapping is
-   * private, so a stray write through a raw view changes only this process's copy.
+   * True when the memory is meant to be read only. Regions do not refuse writes yet (read-only
+   * visibility belongs to the memory manager); the mapping is private, so any write changes only
+   * this process's copy, never the file.
    */
   readonly readOnly: boolean;
   /** True for a `MAP_SHARED` mapping: writes reach the memfd or file and its other mappings. */

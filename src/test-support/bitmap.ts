@@ -1,0 +1,15 @@
+import type { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
+
+/** The indices of the dirty pages of `b`, read bit by bit. */
+export function pagesOf(b: AtomicBitmap): number[] {
+  const out: number[] = [];
+  for (let p = 0; p < b.pageCount; p++) if (b.isBitDirty(p)) out.push(p);
+  return out;
+}
+
+/** A KVM_GET_DIRTY_LOG buffer of `words` little-endian 64-bit words with `pages` set, built byte by byte. */
+export function kvmLog(words: number, pages: number[]): Uint8Array {
+  const bytes = new Uint8Array(words * 8);
+  for (const p of pages) bytes[p >> 3] |= 1 << (p & 7);
+  return bytes;
+}
