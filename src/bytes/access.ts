@@ -53,9 +53,14 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
 
   /**
    * @internal As {@link ByteAccess._at}, for a write: also throws (the layer's `ERR_READ_ONLY`)
-   * when any byte of the value is read-only memory, before anything is written.
+   * when any byte of the value is read-only memory, before anything is written. Subclasses with
+   * a faster test override it.
    */
-  abstract _atWrite(addr: number, size: number): number;
+  _atWrite(addr: number, size: number): number {
+    const a = this._at(addr, size);
+    if (this._span.readOnly) throw this._readOnly(addr, size);
+    return a;
+  }
 
   /**
    * @internal Resolves `addr` for a bulk transfer of up to `length` bytes: the absolute offset
@@ -74,7 +79,12 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   abstract _checkRange(addr: number, length: number, write?: boolean): void;
 
   /** @internal The layer's `ERR_READ_ONLY` error for a refused write of `length` bytes at `addr`. */
-  abstract _readOnly(addr: number, length: number): Error;
+  _readOnly(addr: number, length: number): Error {
+    return new VolatileMemoryError('ERR_READ_ONLY', `${hex(addr)} (+${length}) is read-only memory; nothing was written`, {
+      address: addr,
+      length,
+    });
+  }
 
   /** @internal Writes a scratch span back; only memory that makes scratch spans overrides it. */
   _flush(_size: number): void {}
