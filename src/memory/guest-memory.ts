@@ -305,8 +305,14 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
       // `off >>> 0 === off`: a non-negative integer below 2^32, which every offset in a region is.
       if (!(off >>> 0 === off && off <= (write ? r._writeLength : r.length) - size)) {
         if (!(addr >= 0 && addr < this.#end)) return this.#atSlow(addr, size, write);
-        r = this.#table[this.#directory[Math.floor(addr * this.#perChunk)]];
+        const i = this.#directory[Math.floor(addr * this.#perChunk)];
+        r = this.#table[i];
         off = addr - r.start;
+        if (off >= r.length && i + 1 < this.#table.length) {
+          // The chunk holds the end of region i and the start of the next (past a hole).
+          r = this.#table[i + 1];
+          off = addr - r.start;
+        }
         if (!(off >>> 0 === off && off <= (write ? r._writeLength : r.length) - size)) return this.#atSlow(addr, size, write);
         this._span = r;
       }
