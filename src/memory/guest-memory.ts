@@ -75,10 +75,11 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   readonly #table: GuestMemoryRegion[];
   readonly #starts: Float64Array;
   readonly #ends: Float64Array;
+  // Doubles from the start (NaN until set): a field defined `undefined` would stay generic.
   /** The exclusive end of the highest region. */
-  readonly #end: number;
+  readonly #end: number = Number.NaN;
   /** `1 / chunk size` (a power of two, so `addr * #perChunk` is exact). */
-  readonly #perChunk: number;
+  readonly #perChunk: number = Number.NaN;
   /** Per chunk, the first region whose end lies past the chunk's start; one more entry: n - 1. */
   readonly #directory: Int32Array;
   /** @internal The span of the last access: the last region hit (the lookup cache), or scratch. */
