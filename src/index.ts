@@ -34,3 +34,24 @@ export { GuestMemoryRegion, type RegionOptions } from './region/region.js';
 export * from './region/errors.js';
 export { GuestMemory, GuestMemoryAtomic, type FromRangesOptions, type RegionAddress } from './memory/guest-memory.js';
 export * from './memory/errors.js';
+export { MemoryBacking } from './manager/backing.js';
+export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, X86_LEGACY_SPLIT } from './manager/builder.js';
+export type { UnmappedPolicy } from './manager/dispatch.js';
+export * from './manager/errors.js';
+export type { FlatSpan, FlatViewEvent, SpanKind } from './manager/flat-view.js';
+export { MemoryManager, RestrictedMemory, type FlatViewListener, type MemoryManagerOptions } from './manager/manager.js';
+export {
+  Region,
+  RAM_PRIORITY,
+  DEVICE_PRIORITY,
+  type RegionKind,
+  type Visibility,
+  type AccessSize,
+  type MmioHandler,
+  type RomWriteHandler,
+  type RegionSpec,
+  type BackedRegionSpec,
+  type RomRegionSpec,
+  type MmioRegionSpec,
+  type AliasRegionSpec,
+} from './manager/regions.js';

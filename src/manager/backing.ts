@@ -1,0 +1,104 @@
+import { type GuestAddress, validateIndex } from '../address/address.js';
+import type { MemoryBackend } from '../backend/backend.js';
+import { heapBackend, sharedBackend } from '../backend/buffer.js';
+import { MAX_VIEW_BYTES } from '../backend/views.js';
+import { hex } from '../errors.js';
+import { GuestMemoryRegion } from '../region/region.js';
+import { MemoryManagerError } from './errors.js';
+
+/**
+ * The memory behind RAM: one backing, as consecutive content backends (chunks) that together
+ * hold `size` bytes. One chunk covers at most 4 GiB (one set of typed-array views), so larger
+ * memory, such as `MmapBackend.chunks()` of a big mapping, is several; spans that cross a chunk
+ * boundary become several guest memory regions, which guest memory joins again.
+ *
+ * Handing the same backing to a new manager rebuilds the same memory (OpenVMM's
+ * SharedMemoryBacking).
+ */
+export class MemoryBacking {
+  /** The chunks, in order: chunk `i` holds backing bytes `[starts[i], starts[i] + size)`. */
+  readonly chunks: readonly MemoryBackend[];
+  /** Total bytes. */
+  readonly size: number;
+  readonly #starts: readonly number[];
+
+  /**
+   * @throws {MemoryManagerError} `ERR_INVALID_ARG` when given no chunks or something that is not
+   * a backend.
+   */
+  constructor(chunks: MemoryBackend | readonly MemoryBackend[]) {
+    const list = Array.isArray(chunks) ? [...chunks] : [chunks as MemoryBackend];
+    if (list.length === 0 || !list.every(isBackend)) {
+      throw new MemoryManagerError('ERR_INVALID_ARG', 'a memory backing needs one or more MemoryBackend objects');
+    }
+    const starts: number[] = [];
+    let size = 0;
+    for (const c of list) {
+      starts.push(size);
+      size += c.size;
+    }
+    this.chunks = Object.freeze(list);
+    this.size = size;
+    this.#starts = starts;
+  }
+
+  /**
+   * Fresh zeroed memory on the JS heap, or in SharedArrayBuffers with `shared`, in chunks of at
+   * most 4 GiB.
+   *
+   * @throws {MemoryManagerError} `ERR_ALLOCATION_FAILED` when the engine cannot allocate it.
+   */
+  static allocate(size: number, shared = false): MemoryBacking {
+    validateIndex(size, 'size');
+    const chunks: MemoryBackend[] = [];
+    try {
+      for (let done = 0; done < size || chunks.length === 0; ) {
+        const n = Math.min(MAX_VIEW_BYTES, size - done);
+        chunks.push(shared ? sharedBackend(n) : heapBackend(n));
+        done += n;
+      }
+    } catch (err) {
+      throw new MemoryManagerError('ERR_ALLOCATION_FAILED', `cannot allocate ${hex(size)} bytes of guest RAM`, {
+        length: size,
+        cause: err,
+      });
+    }
+    return new MemoryBacking(chunks);
+  }
+
+  /**
+   * Guest memory regions showing backing bytes `[offset, offset + length)` at guest address
+   * `start`: one per chunk the range touches.
+   *
+   * @throws {MemoryManagerError} `ERR_INVALID_REGION` when the range passes the end of the backing.
+   */
+  regions(start: GuestAddress, offset: number, length: number): GuestMemoryRegion[] {
+    if (offset + length > this.size) {
+      throw new MemoryManagerError(
+        'ERR_INVALID_REGION',
+        `backing bytes [${hex(offset)}, ${hex(offset + length)}) pass the end of the backing (${hex(this.size)})`,
+        { address: offset, length },
+      );
+    }
+    const out: GuestMemoryRegion[] = [];
+    let i = this.#chunkAt(offset);
+    for (let done = 0; done < length; i++) {
+      const within = offset + done - this.#starts[i];
+      const n = Math.min(length - done, this.chunks[i].size - within);
+      if (n > 0) out.push(new GuestMemoryRegion((start + done) as GuestAddress, this.chunks[i], { offset: within, length: n }));
+      done += n;
+    }
+    return out;
+  }
+
+  /** Index of the chunk holding backing byte `offset`. */
+  #chunkAt(offset: number): number {
+    let i = 0;
+    while (i + 1 < this.#starts.length && this.#starts[i + 1] <= offset) i++;
+    return i;
+  }
+}
+
+function isBackend(b: unknown): b is MemoryBackend {
+  return typeof b === 'object' && b !== null && typeof (b as MemoryBackend).views === 'function' && Number.isSafeInteger((b as MemoryBackend).size);
+}
