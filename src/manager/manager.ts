@@ -334,6 +334,9 @@ export class MemoryManager {
   /**
    * Subscribes to flat view changes. The listener first gets the current spans as `added`
    * events. Returns the function that unsubscribes.
+   *
+   * @throws {MemoryManagerError} `ERR_LISTENER_FAILED` when the listener throws on those first
+   *   events (it stays subscribed), as every change throws when a listener did.
    */
   subscribe(listener: FlatViewListener): () => void {
     if (typeof listener !== 'function') throw new MemoryManagerError('ERR_INVALID_ARG', 'a listener is a function');
