@@ -43,27 +43,25 @@ export class MemoryBacking {
   }
 
   /**
-   * Fresh zeroed memory on the JS heap, or in SharedArrayBuffers with `shared`, in chunks of at
-   * most 4 GiB.
+   * Fresh zeroed memory in one heap ArrayBuffer, or a SharedArrayBuffer with `shared`: at most
+   * 4 GiB, what one set of views covers. More RAM needs an allocator (e.g. `guestmem/mmap`).
    *
-   * @throws {MemoryManagerError} `ERR_ALLOCATION_FAILED` when the engine cannot allocate it.
+   * @throws {MemoryManagerError} `ERR_RAM_TOO_LARGE` above 4 GiB, `ERR_ALLOCATION_FAILED` when the
+   *   engine cannot allocate it.
    */
   static allocate(size: number, shared = false): MemoryBacking {
     validateIndex(size, 'size');
-    const chunks: MemoryBackend[] = [];
-    try {
-      for (let done = 0; done < size || chunks.length === 0; ) {
-        const n = Math.min(MAX_VIEW_BYTES, size - done);
-        chunks.push(shared ? sharedBackend(n) : heapBackend(n));
-        done += n;
-      }
-    } catch (err) {
-      throw new MemoryManagerError('ERR_ALLOCATION_FAILED', `cannot allocate ${hex(size)} bytes of guest RAM`, {
+    if (size > MAX_VIEW_BYTES) {
+      throw new MemoryManagerError('ERR_RAM_TOO_LARGE', `${hex(size)} bytes of RAM exceed the 4 GiB of one JS buffer: allocate it with guestmem/mmap`, {
         length: size,
-        cause: err,
+        expected: MAX_VIEW_BYTES,
       });
     }
-    return new MemoryBacking(chunks);
+    try {
+      return new MemoryBacking(shared ? sharedBackend(size) : heapBackend(size));
+    } catch (err) {
+      throw new MemoryManagerError('ERR_ALLOCATION_FAILED', `cannot allocate ${hex(size)} bytes of guest RAM`, { length: size, cause: err });
+    }
   }
 
   /**
