@@ -96,24 +96,27 @@ export function sameSpan(a: FlatSpan, b: FlatSpan): boolean {
 /**
  * The events that turn flat view `before` into `after`: first every span that went (in address
  * order), then spans that kept their range but show something else, then the new spans. A
- * consumer that applies them in order never holds two overlapping spans.
+ * consumer that applies them in order never holds two overlapping spans. `view` is `after` with
+ * every unchanged span replaced by its object from `before`, so that spans compare by identity.
  */
-export function diffFlatViews(before: readonly FlatSpan[], after: readonly FlatSpan[]): FlatViewEvent[] {
+export function diffFlatViews(before: readonly FlatSpan[], after: readonly FlatSpan[]): { events: FlatViewEvent[]; view: FlatSpan[] } {
   const old = new Map(before.map((s) => [s.start as number, s]));
   const kept = new Set<FlatSpan>();
   const changed: FlatViewEvent[] = [];
   const added: FlatViewEvent[] = [];
-  for (const s of after) {
+  const view = after.map((s) => {
     const o = old.get(s.start);
     if (o !== undefined && o.end === s.end) {
       kept.add(o);
-      if (!sameSpan(o, s)) changed.push({ type: 'changed', span: s, previous: o });
+      if (sameSpan(o, s)) return o;
+      changed.push({ type: 'changed', span: s, previous: o });
     } else {
       added.push({ type: 'added', span: s });
     }
-  }
+    return s;
+  });
   const removed: FlatViewEvent[] = before.filter((s) => !kept.has(s)).map((span) => ({ type: 'removed', span }));
-  return [...removed, ...changed, ...added];
+  return { events: [...removed, ...changed, ...added], view };
 }
 
 /** A binary max-heap of regions by priority. */

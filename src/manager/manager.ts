@@ -254,7 +254,8 @@ export class MemoryManager {
     try {
       mutate();
       try {
-        const spans = computeFlatView(this.#regions);
+        const diff = diffFlatViews(before, computeFlatView(this.#regions));
+        const spans = diff.view;
         const table = new AccessTable(spans, regionsOf, this.#policy);
         const memory = table.regions.length === 0 ? undefined : GuestMemory.fromRegions(table.regions);
         this.#spans = spans;
@@ -263,7 +264,7 @@ export class MemoryManager {
         else if (this.#holder === undefined) this.#holder = new GuestMemoryAtomic(memory);
         else this.#holder.update(() => memory);
         this.#generation++;
-        events = diffFlatViews(before, spans);
+        events = diff.events;
       } catch (err) {
         this.#regions = regions;
         undo?.();
