@@ -145,7 +145,7 @@ test('bad sizes, values and addresses are typed errors', () => {
     assert.throws(() => mm.write(G(0x1000), size, value), { code: 'ERR_INVALID_ARG' });
   }
   assert.equal(mm.read(G(0), 4), 0);
-  for (const addr of [-1, 0.5, 2 ** 53, Number.NaN]) {
+  for (const addr of [-1, 0.5, 2 ** 53, Number.NaN, '16', 16n]) {
     assert.throws(() => mm.read(addr as never, 1), { name: 'AddressError', code: 'ERR_INVALID_ADDRESS' });
     assert.throws(() => mm.write(addr as never, 1, 0), { code: 'ERR_INVALID_ADDRESS' });
   }

@@ -109,11 +109,18 @@ export class AccessTable {
    * @throws {AddressError} `ERR_INVALID_ADDRESS` for an address that is not a safe integer.
    */
   read(addr: GuestAddress, size: AccessSize): number {
-    const e = this.#last;
-    const off = addr - e.start;
-    if (off >= 0 && off <= e.length - size && Number.isInteger(off) && (SIZE_MASK & (1 << size)) !== 0) {
-      if (e.mem !== undefined) return readRegion(e.mem, off, size);
-      if ((e.sizes & (1 << size)) !== 0) return mask((e.handler as MmioHandler).read(e.base + off, size), size);
+    if (typeof addr === 'number') {
+      let e = this.#last;
+      let off = addr - e.start;
+      if (!(off >= 0 && off < e.length)) {
+        e = this.#lookup(addr);
+        off = addr - e.start;
+      }
+      // `off >>> 0 === off`: a non-negative integer below 2^32 (larger MMIO offsets take the slow path).
+      if (off >>> 0 === off && off <= e.length - size && (size === 4 || size === 2 || size === 1)) {
+        if (e.mem !== undefined) return readRegion(e.mem, off, size);
+        if ((e.sizes & (1 << size)) !== 0) return mask((e.handler as MmioHandler).read(e.base + off, size), size);
+      }
     }
     return this.#readSlow(addr, size);
   }
@@ -126,13 +133,26 @@ export class AccessTable {
    *   Nothing is written when any of them is thrown.
    */
   write(addr: GuestAddress, size: AccessSize, value: number): void {
-    const e = this.#last;
-    const off = addr - e.start;
-    if (off >= 0 && off <= e.length - size && Number.isInteger(off) && fits(value, size)) {
-      if (e.writable) return writeRegion(e.mem as GuestMemoryRegion, off, size, value);
-      if ((e.sizes & (1 << size)) !== 0) return (e.handler as MmioHandler).write(e.base + off, size, value);
+    if (typeof addr === 'number') {
+      let e = this.#last;
+      let off = addr - e.start;
+      if (!(off >= 0 && off < e.length)) {
+        e = this.#lookup(addr);
+        off = addr - e.start;
+      }
+      if (off >>> 0 === off && off <= e.length - size && fits(value, size)) {
+        if (e.writable) return writeRegion(e.mem as GuestMemoryRegion, off, size, value);
+        if ((e.sizes & (1 << size)) !== 0) return (e.handler as MmioHandler).write(e.base + off, size, value);
+      }
     }
     this.#writeSlow(addr, size, value);
+  }
+
+  /** The entry holding `addr` (now the last hit), or the sentinel. */
+  #lookup(addr: number): Entry {
+    const i = this.#find(addr);
+    if (i < 0 || !(addr < this.#entries[i].end)) return NO_ENTRY;
+    return (this.#last = this.#entries[i]);
   }
 
   #readSlow(addr: number, size: AccessSize): number {
@@ -284,6 +304,15 @@ function writeSplit(p: Piece, value: number, write: (off: number, size: AccessSi
 }
 
 function readRegion(mem: GuestMemoryRegion, off: number, size: AccessSize): number {
+  // The region's own views, as its accessors use them; a miss (grown or closed memory) takes
+  // the accessor, which refreshes them or throws.
+  const v = mem.v;
+  const abs = mem.base + off;
+  if (abs + size <= v.u8.length) {
+    if (size === 4) return (abs & 3) === 0 ? v.u32[abs >>> 2] : v.dv.getUint32(abs, true);
+    if (size === 2) return (abs & 1) === 0 ? v.u16[abs >>> 1] : v.dv.getUint16(abs, true);
+    return v.u8[abs];
+  }
   const a = off as MemoryRegionAddress;
   return size === 4 ? mem.readU32LE(a) : size === 2 ? mem.readU16LE(a) : mem.readU8(a);
 }
