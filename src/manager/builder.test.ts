@@ -4,6 +4,8 @@ import { test } from 'node:test';
 import { GuestAddress } from '../address/address.js';
 import { AddressRange } from '../address/range.js';
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
+import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
+import { pagesOf } from '../test-support/bitmap.js';
 import { MemoryBacking } from './backing.js';
 import { GuestMemoryBuilder, X86_LEGACY_SPLIT } from './builder.js';
 
@@ -206,4 +208,20 @@ test('the manager does not import guestmem/mmap', () => {
   for (const f of readdirSync(dir).filter((f) => f.endsWith('.js') && !f.endsWith('.test.js'))) {
     assert.doesNotMatch(readFileSync(new URL(f, dir), 'utf8'), /mmap\//, f);
   }
+});
+
+test('a dirty bitmap over the backing sees every write path, at backing offsets', () => {
+  const bitmap = new AtomicBitmap(0x20000);
+  const built = new GuestMemoryBuilder()
+    .dirtyBitmap(bitmap)
+    .aliasMap(0x100000)
+    .build({ ram: [R(0, 0x10000), R(0x40000, 0x10000)] });
+  const mm = built.manager;
+  mm.write(G(0x1000), 4, 1); // page 1
+  mm.memory().writeU8(G(0x40000 + 0x3000), 1); // second range: backing page 0x13
+  mm.write(G(0x100000 + 0x5000), 2, 1); // through the alias of the first range: page 5
+  assert.throws(() => mm.memory().writeSlice(G(0xfffe), new Uint8Array(4)), { code: 'ERR_GUEST_ADDRESS_INVALID' }); // runs into the hole: nothing written
+  assert.deepEqual(pagesOf(bitmap), [1, 5, 0x13]);
+  assert.equal(built.backing.bitmap, bitmap);
+  assert.throws(() => new MemoryBacking(heapBackend(16), { bitmap: {} as never }), { code: 'ERR_INVALID_ARG' });
 });

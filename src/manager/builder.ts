@@ -1,6 +1,7 @@
 import type { GuestAddress } from '../address/address.js';
 import { AddressRange } from '../address/range.js';
 import type { MemoryBackend } from '../backend/backend.js';
+import type { Bitmap } from '../bitmap/bitmap.js';
 import { hex } from '../errors.js';
 import { MemoryBacking } from './backing.js';
 import type { UnmappedPolicy } from './dispatch.js';
@@ -68,6 +69,7 @@ export class GuestMemoryBuilder {
   #pin = false;
   #x86 = false;
   #unmapped: UnmappedPolicy = 'ignore';
+  #bitmap: Bitmap | undefined;
 
   /** Uses this backing instead of allocating one: the same memory, with its contents. */
   existingBacking(backing: MemoryBacking | undefined): this {
@@ -114,6 +116,15 @@ export class GuestMemoryBuilder {
    */
   x86LegacySupport(enable: boolean): this {
     this.#x86 = enable === true;
+    return this;
+  }
+
+  /**
+   * Tracks writes to newly allocated RAM in `bitmap`, which covers the whole backing (the sum of
+   * the RAM ranges) at backing offsets. An existing backing keeps its own.
+   */
+  dirtyBitmap(bitmap: Bitmap | undefined): this {
+    this.#bitmap = bitmap;
     return this;
   }
 
@@ -187,7 +198,9 @@ export class GuestMemoryBuilder {
   #backing(ramSize: number): MemoryBacking {
     let backing: MemoryBacking;
     if (this.#existing !== undefined) backing = this.#existing;
-    else if (this.#allocator === 'heap' || this.#allocator === 'shared') backing = MemoryBacking.allocate(ramSize, this.#allocator === 'shared');
+    else if (this.#allocator === 'heap' || this.#allocator === 'shared') {
+      backing = MemoryBacking.allocate(ramSize, { shared: this.#allocator === 'shared', bitmap: this.#bitmap });
+    }
     else {
       let made: ReturnType<BackingAllocator>;
       try {
@@ -195,7 +208,7 @@ export class GuestMemoryBuilder {
       } catch (err) {
         throw new MemoryManagerError('ERR_ALLOCATION_FAILED', `the allocator could not make ${hex(ramSize)} bytes of RAM`, { length: ramSize, cause: err });
       }
-      backing = made instanceof MemoryBacking ? made : new MemoryBacking(made);
+      backing = made instanceof MemoryBacking ? made : new MemoryBacking(made, { bitmap: this.#bitmap });
     }
     if (ramSize > backing.size) {
       throw new MemoryManagerError('ERR_RAM_TOO_LARGE', `${hex(ramSize)} bytes of RAM do not fit a backing of ${hex(backing.size)}`, {
