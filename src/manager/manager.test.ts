@@ -343,3 +343,42 @@ test('restricted views reach only their ranges, and follow the layout', () => {
   assert.equal(dma.memory().readU32LE(G(0x6ffc)), 0xabcdef01);
   assert.throws(() => mm.restrict([[0, 1] as never]), { code: 'ERR_INVALID_ARG' });
 });
+
+test('batch: several changes as one, or none of them', () => {
+  const mm = new MemoryManager();
+  const backing = MemoryBacking.allocate(0x4000);
+  const pams = [0, 1, 2, 3].map((i) => mm.addRam({ name: `pam${i}`, start: G(i * 0x1000), length: 0x1000, backing, backingOffset: i * 0x1000 }));
+  const calls: FlatViewEvent[][] = [];
+  mm.subscribe((events) => calls.push([...events]));
+  calls.length = 0;
+  const generation = mm.generation;
+  mm.batch(() => {
+    for (const p of pams) mm.setVisibility(p, 'read-only');
+    mm.batch(() => mm.unmap(pams[3])); // nested: part of the same change
+  });
+  assert.equal(mm.generation, generation + 1);
+  assert.deepEqual(calls.map((c) => c.map((e) => e.type)), [['removed', 'changed', 'changed', 'changed']]);
+  assert.deepEqual(mm.flatView().map((s) => s.access), ['read-only', 'read-only', 'read-only']);
+  // A batch that throws undoes everything it did, adds and removals included, and tells no one.
+  const before = mm.flatView();
+  assert.throws(
+    () =>
+      mm.batch(() => {
+        mm.map(pams[3]);
+        mm.remove(pams[0]);
+        mm.addMmio({ name: 'io', start: G(0x8000), length: 16, handler: { read: () => 0, write: () => {} } });
+        mm.addMmio({ name: 'io2', start: G(0x8000), length: 16, handler: { read: () => 0, write: () => {} } });
+      }),
+    { code: 'ERR_PRIORITY_OVERLAP' },
+  );
+  assert.equal(mm.flatView(), before);
+  assert.deepEqual(mm.regions(), pams);
+  assert.equal(pams[3].visibility, 'unmapped');
+  assert.equal(calls.length, 1);
+  assert.equal(mm.generation, generation + 1);
+  // From a listener, batches are refused like every change, from its first events on.
+  const reentrant = (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause.code === 'ERR_REENTRANT_CHANGE';
+  assert.throws(() => mm.subscribe(() => mm.batch(() => {})), reentrant);
+  assert.throws(() => mm.map(pams[3]), reentrant);
+  assert.equal(pams[3].visibility, 'read-write');
+});

@@ -54,7 +54,8 @@ export class MemoryManager {
   #holder: GuestMemoryAtomic | undefined;
   #generation = 0;
   #seq = 0;
-  #changing = false;
+  #batching = false;
+  #notifying = false;
   readonly #listeners = new Set<FlatViewListener>();
 
   constructor(options: MemoryManagerOptions = {}) {
@@ -222,15 +223,9 @@ export class MemoryManager {
 
   #setVisibility(region: Region, visibility: Visibility): void {
     if (region._visibility === visibility) return;
-    const before = region._visibility;
-    this.#change(
-      () => {
-        region._visibility = visibility;
-      },
-      () => {
-        region._visibility = before;
-      },
-    );
+    this.#change(() => {
+      region._visibility = visibility;
+    });
   }
 
   #check(region: Region): void {
@@ -239,52 +234,77 @@ export class MemoryManager {
     }
   }
 
+  #change(mutate: () => void): void {
+    if (this.#batching) mutate();
+    else this.batch(mutate);
+  }
+
   /**
-   * Applies `mutate`, rebuilds what depends on the regions, and tells the listeners. When the
-   * rebuild fails, `undo` (or restoring the region list) puts everything back.
+   * Runs `changes` (calls of this manager's add, remove, map, unmap and setVisibility) as one
+   * change: one recomputation, one swap of the guest memory, one call of each listener. If
+   * `changes` throws, every change it made is undone and the error passes on.
+   *
+   * @throws {MemoryManagerError} `ERR_REENTRANT_CHANGE` from inside a listener,
+   *   `ERR_LISTENER_FAILED` after the change when a listener threw.
+   * @example
+   * manager.batch(() => { for (const pam of pams) manager.setVisibility(pam, 'read-only'); });
    */
-  #change(mutate: () => void, undo?: () => void): void {
-    if (this.#changing) {
-      throw new MemoryManagerError('ERR_REENTRANT_CHANGE', 'the memory layout cannot change from inside a listener or a change');
+  batch(changes: () => void): void {
+    if (this.#notifying) {
+      throw new MemoryManagerError('ERR_REENTRANT_CHANGE', 'the memory layout cannot change from inside a listener');
     }
-    this.#changing = true;
+    if (this.#batching) return changes();
     const regions = this.#regions;
-    const before = this.#spans;
+    const visibility = regions.map((r) => r._visibility);
+    const restore = () => {
+      this.#regions = regions;
+      regions.forEach((r, i) => {
+        r._visibility = visibility[i];
+      });
+    };
     let events: FlatViewEvent[];
+    this.#batching = true;
     try {
-      mutate();
-      try {
-        const diff = diffFlatViews(before, computeFlatView(this.#regions));
-        const spans = diff.view;
-        const table = new AccessTable(spans, regionsOf, this.#policy);
-        const memory = table.regions.length === 0 ? undefined : GuestMemory.fromRegions(table.regions);
-        this.#spans = spans;
-        this.#table = table;
-        if (memory === undefined) this.#holder = undefined;
-        else if (this.#holder === undefined) this.#holder = new GuestMemoryAtomic(memory);
-        else this.#holder.update(() => memory);
-        this.#generation++;
-        events = diff.events;
-      } catch (err) {
-        this.#regions = regions;
-        undo?.();
-        throw err;
-      }
-      this.#notify(events);
+      changes();
+      events = this.#rebuild();
+    } catch (err) {
+      restore();
+      throw err;
     } finally {
-      this.#changing = false;
+      this.#batching = false;
     }
+    this.#notify(events);
+  }
+
+  /** Recomputes the flat view and what depends on it, and swaps them in together. */
+  #rebuild(): FlatViewEvent[] {
+    const diff = diffFlatViews(this.#spans, computeFlatView(this.#regions));
+    const table = new AccessTable(diff.view, regionsOf, this.#policy);
+    const memory = table.regions.length === 0 ? undefined : GuestMemory.fromRegions(table.regions);
+    this.#spans = diff.view;
+    this.#table = table;
+    if (memory === undefined) this.#holder = undefined;
+    else if (this.#holder === undefined) this.#holder = new GuestMemoryAtomic(memory);
+    else this.#holder.update(() => memory);
+    this.#generation++;
+    return diff.events;
   }
 
   #notify(events: FlatViewEvent[], only?: FlatViewListener): void {
     if (events.length === 0) return;
     const failures: unknown[] = [];
-    for (const l of only ? [only] : [...this.#listeners]) {
-      try {
-        l(events);
-      } catch (err) {
-        failures.push(err);
+    const was = this.#notifying;
+    this.#notifying = true;
+    try {
+      for (const l of only ? [only] : [...this.#listeners]) {
+        try {
+          l(events);
+        } catch (err) {
+          failures.push(err);
+        }
       }
+    } finally {
+      this.#notifying = was;
     }
     if (failures.length > 0) {
       throw new MemoryManagerError('ERR_LISTENER_FAILED', `${failures.length} flat view listener(s) threw; the change is complete`, {
