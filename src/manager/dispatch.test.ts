@@ -159,3 +159,29 @@ test('an MMIO handler that answers out of range is masked to the access size', (
   mm.addMmio({ name: 'wild', start: G(0), length: 8, handler: { read: () => -1, write: () => {} } });
   assert.deepEqual([mm.read(G(0), 1), mm.read(G(0), 2), mm.read(G(0), 4)], [0xff, 0xffff, 0xffffffff]);
 });
+
+test('writes to read-only RAM land on what lies below: device memory, ROM handlers', () => {
+  const mm = new MemoryManager({ unmapped: 'error' });
+  const backing = MemoryBacking.allocate(0x3000);
+  const shadow = mm.addRam({ name: 'shadow', start: G(0), length: 0x2000, backing, visibility: 'read-only' });
+  const romWrites: string[] = [];
+  mm.addRom({ name: 'rom', start: G(0), length: 0x1000, backing, backingOffset: 0x2000, onWrite: (o, s, v) => romWrites.push(`${o}:${s}:${v}`) });
+  const dev = mm.addDeviceMemory({ name: 'dev', start: G(0x1000), length: 0x1000, backing, backingOffset: 0x2000 });
+  mm.write(G(0x10), 2, 0x1234); // to the ROM's handler
+  mm.write(G(0x1010), 2, 0x5678); // into the device memory (backing 0x2010)
+  mm.write(G(0xffe), 4, 0xaabbccdd); // straddles: 2 bytes to the ROM handler, 2 into device memory
+  assert.deepEqual(romWrites, ['16:2:4660', '4094:2:52445']);
+  assert.equal(mm.read(G(0x1010), 2), 0, 'reads still see the read-only RAM');
+  const dv = backing.chunks[0].views().dv;
+  assert.equal(dv.getUint16(0x2010, true), 0x5678);
+  assert.equal(dv.getUint16(0x2000, true), 0xaabb);
+  assert.deepEqual(mm.flatView('writes').map((s) => s.source.name), ['rom', 'dev']);
+  // Unmapping the device memory leaves that half with nothing below: the whole write is refused.
+  mm.unmap(dev);
+  assert.throws(() => mm.write(G(0xffe), 4, 0), { code: 'ERR_READ_ONLY', address: 0x1000 });
+  assert.equal(romWrites.length, 2);
+  mm.setVisibility(shadow, 'read-write');
+  mm.write(G(0x10), 2, 0x4321);
+  assert.equal(mm.read(G(0x10), 2), 0x4321);
+  assert.equal(romWrites.length, 2);
+});

@@ -57,22 +57,15 @@ interface Piece {
   readonly sizes: readonly AccessSize[];
 }
 
-/**
- * The lookup table of one flat view: entries sorted by address, the guest memory regions of its
- * backed spans, and the guest accesses a CPU or emulator issues, dispatched through them.
- * Immutable: the manager builds a new one on every change.
- */
-export class AccessTable {
-  /** The guest memory regions of the readable backed spans, in address order. */
-  readonly regions: readonly GuestMemoryRegion[];
-  readonly #entries: readonly Entry[];
-  readonly #starts: Float64Array;
-  readonly #policy: UnmappedPolicy;
-  #last: Entry = NO_ENTRY;
+/** The entries of one flat view, sorted by address, with the last one hit in front. */
+class SpanTable {
+  readonly entries: readonly Entry[];
+  readonly starts: Float64Array;
+  last: Entry = NO_ENTRY;
 
-  constructor(spans: readonly FlatSpan[], regionsOf: (span: FlatSpan) => GuestMemoryRegion[], policy: UnmappedPolicy) {
+  /** Backed spans become one entry per guest memory region, which are added to `regions`. */
+  constructor(spans: readonly FlatSpan[], regionsOf: (span: FlatSpan) => GuestMemoryRegion[], regions: GuestMemoryRegion[]) {
     const entries: Entry[] = [];
-    const regions: GuestMemoryRegion[] = [];
     for (const span of spans) {
       const src = span.source;
       if (src.handler !== undefined) {
@@ -96,8 +89,53 @@ export class AccessTable {
         });
       }
     }
-    this.#entries = entries;
-    this.#starts = Float64Array.from(entries, (e) => e.start);
+    this.entries = entries;
+    this.starts = Float64Array.from(entries, (e) => e.start);
+  }
+
+  /** The entry holding `addr` (now the last hit), or the sentinel. */
+  lookup(addr: number): Entry {
+    const i = this.find(addr);
+    if (i < 0 || !(addr < this.entries[i].end)) return NO_ENTRY;
+    return (this.last = this.entries[i]);
+  }
+
+  /** Index of the last entry starting at or below `addr`, or -1. */
+  find(addr: number): number {
+    const starts = this.starts;
+    let lo = 0;
+    let hi = starts.length - 1;
+    if (hi < 0 || addr < starts[0]) return -1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (starts[mid] <= addr) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+}
+
+/**
+ * Guest accesses as a CPU or emulator issues them, dispatched through two views of one layout:
+ * reads through the flat view, writes through the write view (where read-only RAM steps aside).
+ * Immutable: the manager builds a new one on every change.
+ */
+export class AccessTable {
+  /** The guest memory regions of the readable backed spans, in address order. */
+  readonly regions: readonly GuestMemoryRegion[];
+  readonly #reads: SpanTable;
+  readonly #writes: SpanTable;
+  readonly #policy: UnmappedPolicy;
+
+  constructor(
+    readSpans: readonly FlatSpan[],
+    writeSpans: readonly FlatSpan[],
+    regionsOf: (span: FlatSpan) => GuestMemoryRegion[],
+    policy: UnmappedPolicy,
+  ) {
+    const regions: GuestMemoryRegion[] = [];
+    this.#reads = new SpanTable(readSpans, regionsOf, regions);
+    this.#writes = new SpanTable(writeSpans, regionsOf, []);
     this.#policy = policy;
     this.regions = regions;
   }
@@ -110,10 +148,11 @@ export class AccessTable {
    */
   read(addr: GuestAddress, size: AccessSize): number {
     if (typeof addr === 'number') {
-      let e = this.#last;
+      const t = this.#reads;
+      let e = t.last;
       let off = addr - e.start;
       if (!(off >= 0 && off < e.length)) {
-        e = this.#lookup(addr);
+        e = t.lookup(addr);
         off = addr - e.start;
       }
       // `off >>> 0 === off`: a non-negative integer below 2^32 (larger MMIO offsets take the slow path).
@@ -126,18 +165,21 @@ export class AccessTable {
   }
 
   /**
-   * Writes the `size`-byte little-endian `value` at `addr`, as the guest writes it.
+   * Writes the `size`-byte little-endian `value` at `addr`, as the guest writes it: to writable
+   * RAM or device memory, to an MMIO handler, to a ROM's write handler (or nowhere), or by the
+   * policy where nothing takes writes.
    *
-   * @throws {MemoryManagerError} `ERR_UNMAPPED_ACCESS`, `ERR_READ_ONLY` (policy `'error'`),
-   *   `ERR_ACCESS_SIZE`, `ERR_INVALID_ARG` for a value that is not a `size`-byte unsigned integer.
-   *   Nothing is written when any of them is thrown.
+   * @throws {MemoryManagerError} `ERR_READ_ONLY` (read-only RAM with nothing below it) and
+   *   `ERR_UNMAPPED_ACCESS` under policy `'error'`, `ERR_ACCESS_SIZE`, `ERR_INVALID_ARG` for a
+   *   value that is not a `size`-byte unsigned integer. Nothing is written when any is thrown.
    */
   write(addr: GuestAddress, size: AccessSize, value: number): void {
     if (typeof addr === 'number') {
-      let e = this.#last;
+      const t = this.#writes;
+      let e = t.last;
       let off = addr - e.start;
       if (!(off >= 0 && off < e.length)) {
-        e = this.#lookup(addr);
+        e = t.lookup(addr);
         off = addr - e.start;
       }
       if (off >>> 0 === off && off <= e.length - size && fits(value, size)) {
@@ -148,15 +190,8 @@ export class AccessTable {
     this.#writeSlow(addr, size, value);
   }
 
-  /** The entry holding `addr` (now the last hit), or the sentinel. */
-  #lookup(addr: number): Entry {
-    const i = this.#find(addr);
-    if (i < 0 || !(addr < this.#entries[i].end)) return NO_ENTRY;
-    return (this.#last = this.#entries[i]);
-  }
-
   #readSlow(addr: number, size: AccessSize): number {
-    const pieces = this.#resolve(addr, size, false);
+    const pieces = this.#resolve(this.#reads, addr, size, false);
     let value = 0;
     for (const p of pieces) {
       const e = p.entry;
@@ -177,56 +212,44 @@ export class AccessTable {
         length: size,
       });
     }
-    const pieces = this.#resolve(addr, size, true);
+    const pieces = this.#resolve(this.#writes, addr, size, true);
     for (const p of pieces) {
       const e = p.entry;
       const v = Math.floor(value / 2 ** (8 * p.pos)) % 2 ** (8 * p.n);
       if (e === undefined) continue;
-      if (e.mem !== undefined) {
-        if (e.writable) {
-          if (p.n === size) writeRegion(e.mem, p.off, size, v);
-          else writeBytes(e.mem, p.off, p.n, v);
-        } else if (e.onWrite !== undefined) {
-          writeSplit(p, v, (o, s, x) => (e.onWrite as RomWriteHandler)(e.base + o, s, x));
-        }
-        continue;
+      if (e.writable) {
+        if (p.n === size) writeRegion(e.mem as GuestMemoryRegion, p.off, size, v);
+        else writeBytes(e.mem as GuestMemoryRegion, p.off, p.n, v);
+      } else if (e.handler !== undefined) {
+        writeSplit(p, v, (o, s, x) => (e.handler as MmioHandler).write(e.base + o, s, x));
+      } else if (e.onWrite !== undefined) {
+        writeSplit(p, v, (o, s, x) => (e.onWrite as RomWriteHandler)(e.base + o, s, x));
       }
-      writeSplit(p, v, (o, s, x) => (e.handler as MmioHandler).write(e.base + o, s, x));
     }
   }
 
   /**
-   * The pieces of the access `[addr, addr + size)`, all checked before any is performed, so that
-   * a refused access has no effect at all.
+   * The pieces of the access `[addr, addr + size)` in `table`, all checked before any is
+   * performed, so that a refused access has no effect at all.
    */
-  #resolve(addr: number, size: AccessSize, write: boolean): Piece[] {
+  #resolve(table: SpanTable, addr: number, size: AccessSize, write: boolean): Piece[] {
     validateIndex(addr, 'address');
     validateSize(size);
     const pieces: Piece[] = [];
     const end = addr + size;
     for (let cur = addr; cur < end; ) {
-      const i = this.#find(cur);
-      const e = i >= 0 && cur < this.#entries[i].end ? this.#entries[i] : undefined;
-      const stop = e !== undefined ? Math.min(end, e.end) : Math.min(end, i + 1 < this.#entries.length ? this.#starts[i + 1] : end);
+      const i = table.find(cur);
+      const e = i >= 0 && cur < table.entries[i].end ? table.entries[i] : undefined;
+      const next = i + 1 < table.entries.length ? table.starts[i + 1] : end;
+      const stop = Math.min(end, e !== undefined ? e.end : next);
       const n = stop - cur;
       if (e === undefined) {
-        if (this.#policy === 'error') {
-          throw new MemoryManagerError('ERR_UNMAPPED_ACCESS', `guest ${write ? 'write to' : 'read of'} ${hex(cur)} (${size} bytes at ${hex(addr)}): no region shows there`, {
-            address: cur,
-            length: size,
-          });
-        }
+        if (this.#policy === 'error') throw this.#nothingAt(cur, addr, size, write);
         pieces.push({ entry: undefined, off: 0, pos: cur - addr, n, sizes: [] });
       } else {
         let sizes: readonly AccessSize[] = [];
-        const isMmio = e.handler !== undefined || (write && !e.writable && e.onWrite !== undefined);
-        if (write && e.mem !== undefined && !e.writable && e.onWrite === undefined && e.span?.kind !== 'rom' && this.#policy === 'error') {
-          throw new MemoryManagerError('ERR_READ_ONLY', `guest write to ${hex(cur)} (${size} bytes at ${hex(addr)}): ${e.span?.region.name} is read-only here`, {
-            address: cur,
-            length: size,
-          });
-        }
-        if (isMmio) {
+        // MMIO, and ROM write handlers, are given the sizes they take.
+        if (e.handler !== undefined || (write && !e.writable)) {
           const split = splitSizes(e.handler === undefined ? SIZE_MASK : e.sizes, n);
           if (split === undefined) {
             throw new MemoryManagerError('ERR_ACCESS_SIZE', `guest access of ${n} bytes at ${hex(cur)}: ${e.span?.region.name} takes ${e.span?.source.accessSizes.join(', ')}-byte accesses`, {
@@ -237,25 +260,26 @@ export class AccessTable {
           sizes = split;
         }
         pieces.push({ entry: e, off: cur - e.start, pos: cur - addr, n, sizes });
-        this.#last = e;
+        table.last = e;
       }
       cur = stop;
     }
     return pieces;
   }
 
-  /** Index of the last entry starting at or below `addr`, or -1. */
-  #find(addr: number): number {
-    const starts = this.#starts;
-    let lo = 0;
-    let hi = starts.length - 1;
-    if (hi < 0 || addr < starts[0]) return -1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >>> 1;
-      if (starts[mid] <= addr) lo = mid;
-      else hi = mid - 1;
+  /** The error for an access to `cur`, where nothing takes it. */
+  #nothingAt(cur: number, addr: number, size: number, write: boolean): MemoryManagerError {
+    const shown = write ? this.#reads.lookup(cur) : NO_ENTRY;
+    if (shown.mem !== undefined) {
+      return new MemoryManagerError('ERR_READ_ONLY', `guest write to ${hex(cur)} (${size} bytes at ${hex(addr)}): ${shown.span?.region.name} is read-only and nothing below it takes writes`, {
+        address: cur,
+        length: size,
+      });
     }
-    return lo;
+    return new MemoryManagerError('ERR_UNMAPPED_ACCESS', `guest ${write ? 'write to' : 'read of'} ${hex(cur)} (${size} bytes at ${hex(addr)}): no region shows there`, {
+      address: cur,
+      length: size,
+    });
   }
 }
 

@@ -35,11 +35,13 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 );
 
 /** The model: what each page shows, worked out page by page from the regions alone. */
-function modelPage(regions: readonly Region[], page: number): string {
+function modelPage(regions: readonly Region[], page: number, writes = false): string {
   const a = page * PAGE;
   let best: Region | undefined;
   for (const r of regions) {
     const showing = r.visibility !== 'unmapped' && (r.target === undefined || r.target.visibility !== 'unmapped');
+    const t = r.target ?? r;
+    if (writes && (t.kind === 'ram' || t.kind === 'device') && t.visibility === 'read-only') continue;
     if (showing && r.start <= a && a < r.end && (best === undefined || r.priority > best.priority)) best = r;
   }
   if (best === undefined) return '-';
@@ -132,7 +134,11 @@ test('the flat view matches a per-page model, and a listener replaying events ma
           assert.equal(lastBatch, -1, 'and tells no listener');
         }
         const spans = mm.flatView();
-        for (let p = 0; p < PAGES + 16; p++) assert.equal(viewPage(spans, p), modelPage(mm.regions(), p), `page ${p}`);
+        const writeSpans = mm.flatView('writes');
+        for (let p = 0; p < PAGES + 16; p++) {
+          assert.equal(viewPage(spans, p), modelPage(mm.regions(), p), `page ${p}`);
+          assert.equal(viewPage(writeSpans, p), modelPage(mm.regions(), p, true), `page ${p} for writes`);
+        }
         // Spans are sorted, disjoint, and merged where one region continues.
         for (let i = 1; i < spans.length; i++) {
           assert.ok(spans[i - 1].end <= spans[i].start);

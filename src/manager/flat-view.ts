@@ -35,16 +35,26 @@ export function isShowing(r: Region): boolean {
   return r._visibility !== 'unmapped' && (r.target === undefined || r.target._visibility !== 'unmapped');
 }
 
+/** True for RAM or device memory (or an alias of it) that shows read-only: it takes no writes. */
+function refusesWrites(r: Region): boolean {
+  const src = r.target ?? r;
+  return src.backed && src.kind !== 'rom' && src._visibility === 'read-only';
+}
+
 /**
  * The visible, non-overlapping spans of `regions`, sorted by address: at every address the
  * highest-priority showing region wins, and where none shows there is no span. Adjacent pieces
  * of one region are one span.
  *
+ * The view for `'writes'` is where guest writes go: read-only RAM and device memory step aside
+ * there, so a write lands on what lies below (MMIO, device memory, ROM), as OpenVMM's
+ * RamVisibility::ReadOnly and x86 PAM registers have it.
+ *
  * A sweep over the region boundaries with a max-heap of the regions covering the current
  * point: O(n log n) for n regions.
  */
-export function computeFlatView(regions: readonly Region[]): FlatSpan[] {
-  const showing = regions.filter(isShowing).sort((a, b) => a.start - b.start);
+export function computeFlatView(regions: readonly Region[], purpose: 'reads' | 'writes' = 'reads'): FlatSpan[] {
+  const showing = regions.filter((r) => isShowing(r) && !(purpose === 'writes' && refusesWrites(r))).sort((a, b) => a.start - b.start);
   const points = [...new Set(showing.flatMap((r) => [r.start, r.end]))].sort((a, b) => a - b);
   const heap = new RegionHeap();
   const spans: FlatSpan[] = [];

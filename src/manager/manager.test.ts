@@ -122,7 +122,8 @@ test('visibility transitions of RAM, whole regions at a time', () => {
   const backing = MemoryBacking.allocate(0x3000);
   mm.addRam({ name: 'a', start: G(0), length: 0x1000, backing });
   const b = mm.addRam({ name: 'b', start: G(0x1000), length: 0x1000, backing, backingOffset: 0x1000 });
-  mm.addMmio({ name: 'under', start: G(0x1000), length: 0x1000, handler: recorder() });
+  const device = recorder();
+  const under = mm.addMmio({ name: 'under', start: G(0x1000), length: 0x1000, handler: device });
   const states: string[] = [];
   const observe = () => {
     const s = mm.flatView().find((x) => x.start === 0x1000) as FlatSpan;
@@ -141,10 +142,15 @@ test('visibility transitions of RAM, whole regions at a time', () => {
     'read-only:ram:read-only',
     'read-write:ram:read-write',
   ]);
-  // Read-only RAM still reads; guest writes are refused and change nothing.
+  // Read-only RAM still reads; guest writes go to what lies below (as PAM write-to-PCI).
   mm.write(G(0x1004), 4, 0xdeadbeef);
   mm.setVisibility(b, 'read-only');
   assert.equal(mm.read(G(0x1004), 4), 0xdeadbeef);
+  mm.write(G(0x1004), 4, 1);
+  assert.deepEqual(device.calls, ['w 4 4 1']);
+  assert.equal(mm.read(G(0x1004), 4), 0xdeadbeef);
+  // With nothing below, the write is refused and changes nothing.
+  mm.remove(under);
   assert.throws(() => mm.write(G(0x1004), 4, 1), { code: 'ERR_READ_ONLY', address: 0x1004 });
   assert.equal(mm.read(G(0x1004), 4), 0xdeadbeef);
   // Same visibility again: no change, no events.

@@ -49,6 +49,7 @@ export type FlatViewListener = (events: readonly FlatViewEvent[]) => void;
 export class MemoryManager {
   #regions: readonly Region[] = [];
   #spans: readonly FlatSpan[] = [];
+  #writeSpans: readonly FlatSpan[] = [];
   #table: AccessTable;
   readonly #policy: UnmappedPolicy;
   #holder: GuestMemoryAtomic | undefined;
@@ -64,7 +65,7 @@ export class MemoryManager {
       throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
     }
     this.#policy = policy;
-    this.#table = new AccessTable([], () => [], policy);
+    this.#table = new AccessTable([], [], () => [], policy);
   }
 
   // ---- regions ---------------------------------------------------------------------------------
@@ -279,9 +280,11 @@ export class MemoryManager {
   /** Recomputes the flat view and what depends on it, and swaps them in together. */
   #rebuild(): FlatViewEvent[] {
     const diff = diffFlatViews(this.#spans, computeFlatView(this.#regions));
-    const table = new AccessTable(diff.view, regionsOf, this.#policy);
+    const writeSpans = computeFlatView(this.#regions, 'writes');
+    const table = new AccessTable(diff.view, writeSpans, regionsOf, this.#policy);
     const memory = table.regions.length === 0 ? undefined : GuestMemory.fromRegions(table.regions);
     this.#spans = diff.view;
+    this.#writeSpans = writeSpans;
     this.#table = table;
     if (memory === undefined) this.#holder = undefined;
     else if (this.#holder === undefined) this.#holder = new GuestMemoryAtomic(memory);
@@ -320,9 +323,12 @@ export class MemoryManager {
     return this.#regions;
   }
 
-  /** The visible spans, sorted by address. */
-  flatView(): readonly FlatSpan[] {
-    return this.#spans;
+  /**
+   * The visible spans, sorted by address; with `'writes'`, where guest writes go instead (read-only
+   * RAM and device memory step aside for what lies below them).
+   */
+  flatView(purpose: 'reads' | 'writes' = 'reads'): readonly FlatSpan[] {
+    return purpose === 'writes' ? this.#writeSpans : this.#spans;
   }
 
   /** Counts the changes so far: a restricted view compares it to know when to rebuild. */
