@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import { validateIndex } from '../address/address.js';
-import type { MemoryBackend } from '../backend/backend.js';
+import type { BackendDescription, MemoryBackend } from '../backend/backend.js';
 import { BackendError } from '../backend/errors.js';
 import { BackingViews } from '../backend/views.js';
 import { hex } from '../errors.js';
@@ -129,7 +129,9 @@ export interface MmapFileIdentity {
  * holds it while any backend still owns it). Another process maps the memfd or file again from
  * the descriptor it inherited; `fd` is the owner's number for it, to put in `spawn`'s `stdio`.
  */
-export interface MmapSharedDescription {
+export interface MmapSharedDescription extends BackendDescription {
+  /** The resolver kind, for `rebuildGuestMemory` (see `MmapResolver`). */
+  readonly kind: 'mmap';
   readonly type: 'guestmem/mmap';
   /** Identifies the owner's process; a worker of another process cannot use `id`. */
   readonly process: number;
@@ -190,6 +192,16 @@ export class MmapChunk implements MemoryBackend {
   }
 
   /**
+   * The whole mapping's description and where this chunk lies in it, which an
+   * `MmapResolver` turns back into the same chunk.
+   *
+   * @throws {BackendError} `ERR_BACKEND_CLOSED`
+   */
+  share(): MmapChunkDescription {
+    return { kind: 'mmap-chunk', mapping: this.backend.share(), offset: this.offset, size: this.size };
+  }
+
+  /**
    * Views of this chunk's bytes, from its first byte.
    *
    * @throws {BackendError} `ERR_BACKEND_CLOSED` once the backend was closed.
@@ -197,6 +209,15 @@ export class MmapChunk implements MemoryBackend {
   views(): BackingViews {
     return this.#load();
   }
+}
+
+/** What {@link MmapChunk.share} returns: plain data, JSON included. */
+export interface MmapChunkDescription extends BackendDescription {
+  readonly kind: 'mmap-chunk';
+  readonly mapping: MmapSharedDescription;
+  /** Where the chunk starts in the mapping. */
+  readonly offset: number;
+  readonly size: number;
 }
 
 interface Init {
@@ -545,6 +566,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
   share(): MmapSharedDescription {
     this.#checkOpen();
     return {
+      kind: 'mmap',
       type: 'guestmem/mmap',
       process: native.PROCESS_KEY,
       id: this.#handle.id,
@@ -754,6 +776,7 @@ function checkDescription(d: MmapSharedDescription): MmapSharedDescription {
     throw bad('dev/ino are not decimal strings');
   }
   return {
+    kind: 'mmap',
     type: d.type,
     process: d.process,
     id: d.id,
