@@ -27,3 +27,4 @@ export {
   PAGE_SIZE,
 } from './backend.js';
 export { mmapFds, MmapResolver, type MmapResolverOptions } from './resolver.js';
+export { mmapGuestMemory, type MmapGuestMemoryOptions } from './builder.js';

@@ -1,0 +1,57 @@
+import { type GuestAddress, validateIndex } from '../address/address.js';
+import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { GuestMemoryRegion } from '../region/region.js';
+import { checkNoFileOverlap, MmapBackend, type MmapChunk } from './backend.js';
+import { MmapError } from './errors.js';
+
+/** Options of {@link mmapGuestMemory}. */
+export interface MmapGuestMemoryOptions {
+  /**
+   * Track dirty pages: each region gets an {@link AtomicBitmap} with these options (`shared`
+   * for bitmaps that workers mark into too, `pageSize`). Default: untracked.
+   */
+  bitmap?: { shared?: boolean | undefined; pageSize?: number | undefined } | undefined;
+}
+
+/**
+ * Guest memory over mmap'd backends, as vm-memory's `GuestMemoryMmap::from_ranges`: each
+ * `[start, backend]` places the whole backend at guest address `start`, one region per chunk
+ * (at most 4 GiB each, see {@link MmapBackend.chunks}) at `start + chunk.offset`.
+ *
+ * The backends stay the caller's: close them when the memory is no longer used.
+ *
+ * @throws {MmapError} `ERR_MMAP_OVERLAP` when two backends map the same bytes of one file
+ *   (checked before any region is built); `ERR_MMAP_INVALID_ARGUMENT` for an entry that is not
+ *   `[GuestAddress, MmapBackend]`.
+ * @throws {GuestMemoryError} `ERR_NO_REGIONS`, `ERR_REGION_OVERLAP` for overlapping guest ranges.
+ * @throws {RegionError} `ERR_REGION_OVERFLOW` for memory that would end beyond 2^53;
+ *   {@link AddressError} `ERR_INVALID_ADDRESS` for a start that is not a safe integer.
+ * @throws {BackendError} `ERR_BACKEND_CLOSED` for a closed backend.
+ * @throws {BitmapError} for bitmap options the {@link AtomicBitmap} constructor refuses.
+ * @example
+ * using ram = MmapBackend.memfd(6 * 2 ** 30);
+ * const mem = mmapGuestMemory([[GuestAddress(0), ram]], { bitmap: { shared: true } }); // 2 regions
+ */
+export function mmapGuestMemory(
+  ranges: Iterable<readonly [GuestAddress, MmapBackend]>,
+  options: MmapGuestMemoryOptions = {},
+): GuestMemory {
+  const placed: [GuestAddress, MmapChunk][] = [];
+  for (const entry of ranges) {
+    const backend: unknown = Array.isArray(entry) ? entry[1] : undefined;
+    if (!(backend instanceof MmapBackend)) {
+      throw new MmapError('ERR_MMAP_INVALID_ARGUMENT', 'mmapGuestMemory takes [GuestAddress, MmapBackend] pairs');
+    }
+    const start = validateIndex(entry[0], 'start');
+    for (const chunk of backend.chunks()) placed.push([(start + chunk.offset) as GuestAddress, chunk]);
+  }
+  checkNoFileOverlap(placed.map(([, chunk]) => chunk));
+  const bitmap = options.bitmap;
+  return GuestMemory.fromRegions(
+    placed.map(
+      ([start, chunk]) =>
+        new GuestMemoryRegion(start, chunk, { bitmap: bitmap === undefined ? undefined : new AtomicBitmap(chunk.size, bitmap) }),
+    ),
+  );
+}
