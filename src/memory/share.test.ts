@@ -64,6 +64,25 @@ describe('sharing a whole guest memory with a worker', () => {
     assert.equal(isDirty(mem, 0x3000), false, 'pages nobody wrote stay clean');
   });
 
+  test('bitmaps whose words live in a backend: described with the backends, marked into by the worker', async () => {
+    const words = sharedBackend(64);
+    const mem = GuestMemory.fromRegions(
+      [0, 0x10000].map(
+        (start, i) => new GuestMemoryRegion(G(start), sharedBackend(4 * PAGE), { bitmap: AtomicBitmap.inBackend(words, 4 * PAGE, { offset: 8 * i }) }),
+      ),
+    );
+    const d = shareGuestMemory(mem);
+    assert.equal(d.backends.length, 3, 'two memories and the words, once');
+    assert.deepEqual(d.regions[1].bitmap, { byteLength: 4 * PAGE, pageSize: PAGE, backend: 1, offset: 8 });
+    mem.writeU32LE(G(0x10000), 1);
+    const report = await inWorker(d, { read: [0x10000, 0], write: [[0x3000, 2], [0x12000, 3]] });
+    assert.deepEqual(report.dirty, [true, false]);
+    assert.deepEqual(
+      mem.regions().map((r) => [...(r.bitmap as AtomicBitmap).dirtyRanges()]),
+      [[{ offset: 0x3000, length: PAGE }], [{ offset: 0, length: PAGE }, { offset: 0x2000, length: PAGE }]],
+    );
+  });
+
   test('the description is structured-clonable and describes each backend once', () => {
     const mem = sharedLayout();
     const d = shareGuestMemory(mem);
@@ -182,6 +201,12 @@ describe('what cannot be shared', () => {
     refuse(withFirst(region(leaky)));
   });
 
+  test('a bitmap whose words live in a backend that cannot describe itself', () => {
+    const base = sharedBackend(PAGE);
+    const plain: MemoryBackend = { kind: 'plain', size: PAGE, byteOffset: 0, shared: true, views: () => base.views() };
+    refuse(withFirst(region(sharedBackend(PAGE), AtomicBitmap.inBackend(plain, PAGE))));
+  });
+
   test('something that is not a guest memory', () => {
     assert.throws(() => shareGuestMemory({} as GuestMemory), { name: 'GuestMemoryError', code: 'ERR_INVALID_ARG' });
   });
@@ -206,6 +231,8 @@ describe('rebuilding from bad descriptions', () => {
       { ...d, regions: [{ ...r, offset: 2 ** 53 }] },
       { ...d, regions: [{ ...r, backend: 1 }] },
       { ...d, regions: [{ ...r, bitmap: 7 }] },
+      { ...d, regions: [{ ...r, bitmap: { byteLength: PAGE, pageSize: PAGE, backend: 1, offset: 0 } }] },
+      { ...d, regions: [{ ...r, bitmap: { byteLength: PAGE, pageSize: PAGE, backend: 0 } }] },
     ];
     for (const x of bad) {
       assert.throws(() => rebuildGuestMemory(x as GuestMemoryDescription), { name: 'GuestMemoryError', code: 'ERR_DESCRIPTION_INVALID' }, JSON.stringify(x));

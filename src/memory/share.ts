@@ -34,8 +34,18 @@ export interface RegionDescription {
   readonly offset: number;
   /** Index of its backend in {@link GuestMemoryDescription.backends}. */
   readonly backend: number;
-  /** Its dirty bitmap's shared words, when it is tracked. */
-  readonly bitmap?: SharedBitmapDescription | undefined;
+  /** Its dirty bitmap, when it is tracked: words in a SharedArrayBuffer, or in a backend. */
+  readonly bitmap?: SharedBitmapDescription | BackendBitmapDescription | undefined;
+}
+
+/** A bitmap whose words live in one of the described backends ({@link AtomicBitmap.inBackend}). */
+export interface BackendBitmapDescription {
+  readonly byteLength: number;
+  readonly pageSize: number;
+  /** Index of the backend holding the words in {@link GuestMemoryDescription.backends}. */
+  readonly backend: number;
+  /** Where the words start in that backend. */
+  readonly offset: number;
 }
 
 /** Turns a backend description back into a backend over the same memory. */
@@ -79,13 +89,24 @@ export function shareGuestMemory(memory: GuestMemory): GuestMemoryDescription {
   }
   const backends: BackendDescription[] = [];
   const index = new Map<MemoryBackend, number>();
-  const regions = memory.regions().map((r): RegionDescription => {
-    let i = index.get(r.backend);
+  /** The index of `backend` in `backends`, described the first time; `r` is named if it fails. */
+  const indexOf = (backend: MemoryBackend, r: GuestMemoryRegion, what: string): number => {
+    let i = index.get(backend);
     if (i === undefined) {
-      i = backends.push(describeBackend(r)) - 1;
-      index.set(r.backend, i);
+      i = backends.push(describeBackend(backend, r, what)) - 1;
+      index.set(backend, i);
     }
-    return { start: r.start, length: r.length, offset: r.offset, backend: i, bitmap: describeBitmap(r) };
+    return i;
+  };
+  const regions = memory.regions().map((r): RegionDescription => {
+    const backend = indexOf(r.backend, r, 'its');
+    const bitmap = r.bitmap;
+    if (bitmap instanceof AtomicBitmap && bitmap.backing !== undefined) {
+      const { byteLength, pageSize, backing } = bitmap;
+      const words = { byteLength, pageSize, backend: indexOf(backing.backend, r, "its bitmap's"), offset: backing.offset };
+      return { start: r.start, length: r.length, offset: r.offset, backend, bitmap: words };
+    }
+    return { start: r.start, length: r.length, offset: r.offset, backend, bitmap: describeBitmap(r) };
   });
   return { type: 'guestmem/memory', backends, regions };
 }
@@ -95,9 +116,8 @@ export function shareGuestMemory(memory: GuestMemory): GuestMemoryDescription {
  * over the same memory, with bitmaps over the same bits. Each distinct backend is resolved
  * once, by the resolver of its `kind`.
  *
- * The whole description is checked, and every bitmap rebuilt, before the first resolver runs.
- * Resolvers that open resources (mmap) own them: close them through the resolver, also when
- * this throws.
+ * The whole description is checked before the first resolver runs. Resolvers that open
+ * resources (mmap) own them: close them through the resolver, also when this throws.
  *
  * @throws {GuestMemoryError} `ERR_DESCRIPTION_INVALID` for data that is not a description;
  *   `ERR_NO_RESOLVER` for a backend kind no resolver handles; the layout errors of
@@ -115,8 +135,14 @@ export function rebuildGuestMemory(description: GuestMemoryDescription, options:
     }
     return resolver;
   });
-  const bitmaps = d.regions.map((r) => (r.bitmap === undefined ? undefined : AtomicBitmap.fromShared(r.bitmap)));
   const backends = d.backends.map((b, i) => resolve[i](b));
+  const bitmaps = d.regions.map(({ bitmap: b }) =>
+    b === undefined
+      ? undefined
+      : 'words' in b
+        ? AtomicBitmap.fromShared(b)
+        : AtomicBitmap.inBackend(backends[b.backend], b.byteLength, { pageSize: b.pageSize, offset: b.offset }),
+  );
   return GuestMemory.fromRegions(
     d.regions.map(
       (r, i) => new GuestMemoryRegion(GuestAddress(r.start), backends[r.backend], { offset: r.offset, length: r.length, bitmap: bitmaps[i] }),
@@ -124,18 +150,17 @@ export function rebuildGuestMemory(description: GuestMemoryDescription, options:
   );
 }
 
-function describeBackend(r: GuestMemoryRegion): BackendDescription {
-  const b = r.backend;
-  if (typeof b.share !== 'function') throw notShareable(r, `its ${b.kind} backend cannot describe itself`);
+function describeBackend(b: MemoryBackend, r: GuestMemoryRegion, whose: string): BackendDescription {
+  if (typeof b.share !== 'function') throw notShareable(r, `${whose} ${b.kind} backend cannot describe itself`);
   let d: BackendDescription;
   try {
     d = b.share();
   } catch (err) {
-    if (err instanceof GuestmemError) throw notShareable(r, err.message, err);
+    if (err instanceof GuestmemError) throw notShareable(r, `${whose} backend: ${err.message}`, err);
     throw err;
   }
   if (holdsPrivateBuffer(d, 0)) {
-    throw notShareable(r, `its ${b.kind} backend described itself with an ArrayBuffer that would be copied, not shared`);
+    throw notShareable(r, `${whose} ${b.kind} backend described itself with an ArrayBuffer that would be copied, not shared`);
   }
   return d;
 }
@@ -190,7 +215,10 @@ function checkDescription(d: unknown): GuestMemoryDescription {
       throw bad(`region ${i} needs a start, length and offset that are non-negative safe integers`);
     }
     if (!isIndex(r.backend) || r.backend >= backends.length) throw bad(`region ${i} names backend ${String(r.backend)}, which is not there`);
-    if (r.bitmap !== undefined && !isObject(r.bitmap)) throw bad(`region ${i} has a bitmap that is not a description`);
+    const b = r.bitmap;
+    if (b !== undefined && (!isObject(b) || !('words' in b || (isIndex(b.backend) && b.backend < backends.length && isIndex(b.offset))))) {
+      throw bad(`region ${i} has a bitmap that is neither shared words nor words in one of the backends`);
+    }
   });
   return d as unknown as GuestMemoryDescription;
 }

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { GuestAddress } from '../address/address.js';
+import { sharedBackend } from '../backend/buffer.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { NO_BITMAP } from '../bitmap/bitmap.js';
 import { MmapBackend, mmapGuestMemory, PAGE_SIZE } from './index.js';
@@ -42,6 +43,24 @@ describe('mmapGuestMemory', () => {
     const [r] = mmapGuestMemory([[G(0), a]], { bitmap: { pageSize: 2 * PAGE_SIZE } }).regions();
     assert.ok(r.bitmap instanceof AtomicBitmap);
     assert.deepEqual([r.bitmap.shared, r.bitmap.pageCount], [false, 2]);
+  });
+
+  test('bitmaps in caller memory: one after the other, 8 bytes per 64 pages', () => {
+    using a = MmapBackend.anonymous(65 * PAGE_SIZE);
+    using b = MmapBackend.anonymous(PAGE_SIZE);
+    using words = MmapBackend.memfd(PAGE_SIZE);
+    const mem = mmapGuestMemory([[G(0), a], [G(GIB), b]], { bitmap: { words } });
+    assert.deepEqual(
+      mem.regions().map((r) => (r.bitmap as AtomicBitmap).backing),
+      [{ backend: words, offset: 0 }, { backend: words, offset: 16 }],
+    );
+    mem.writeU8(G(GIB), 1);
+    assert.equal(words.views().u8[16], 1);
+    assert.throws(() => mmapGuestMemory([[G(0), a], [G(GIB), b]], { bitmap: { words: sharedBackend(16) } }), {
+      name: 'BitmapError',
+      code: 'ERR_BITMAP_INVALID',
+      address: 16,
+    });
   });
 
   test('two mappings of the same bytes of one file are refused before anything is built', () => {

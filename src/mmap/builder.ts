@@ -1,4 +1,5 @@
 import { type GuestAddress, validateIndex } from '../address/address.js';
+import type { MemoryBackend } from '../backend/backend.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
@@ -8,10 +9,24 @@ import { MmapError } from './errors.js';
 /** Options of {@link mmapGuestMemory}. */
 export interface MmapGuestMemoryOptions {
   /**
-   * Track dirty pages: each region gets an {@link AtomicBitmap} with these options (`shared`
-   * for bitmaps that workers mark into too, `pageSize`). Default: untracked.
+   * Track dirty pages: each region gets an {@link AtomicBitmap} with these options. Default:
+   * untracked.
    */
-  bitmap?: { shared?: boolean | undefined; pageSize?: number | undefined } | undefined;
+  bitmap?: MmapBitmapOptions | undefined;
+}
+
+/** How {@link mmapGuestMemory} tracks dirty pages. */
+export interface MmapBitmapOptions {
+  /** Bytes per tracked page (default 4096). */
+  pageSize?: number | undefined;
+  /** Keep the bits in SharedArrayBuffers, so that workers of this process mark into them too. */
+  shared?: boolean | undefined;
+  /**
+   * Keep the bits in this memory instead (for example a memfd, so that other processes mark
+   * into them too): the regions' words one after the other, 8 bytes per 64 pages of each
+   * region. It stays the caller's.
+   */
+  words?: MemoryBackend | undefined;
 }
 
 /**
@@ -28,7 +43,8 @@ export interface MmapGuestMemoryOptions {
  * @throws {RegionError} `ERR_REGION_OVERFLOW` for memory that would end beyond 2^53;
  *   {@link AddressError} `ERR_INVALID_ADDRESS` for a start that is not a safe integer.
  * @throws {BackendError} `ERR_BACKEND_CLOSED` for a closed backend.
- * @throws {BitmapError} for bitmap options the {@link AtomicBitmap} constructor refuses.
+ * @throws {BitmapError} `ERR_BITMAP_INVALID` for bitmap options the {@link AtomicBitmap}
+ *   constructor refuses, or `words` too small for every region's bits.
  * @example
  * using ram = MmapBackend.memfd(6 * 2 ** 30);
  * const mem = mmapGuestMemory([[GuestAddress(0), ram]], { bitmap: { shared: true } }); // 2 regions
@@ -47,11 +63,14 @@ export function mmapGuestMemory(
     for (const chunk of backend.chunks()) placed.push([(start + chunk.offset) as GuestAddress, chunk]);
   }
   checkNoFileOverlap(placed.map(([, chunk]) => chunk));
-  const bitmap = options.bitmap;
-  return GuestMemory.fromRegions(
-    placed.map(
-      ([start, chunk]) =>
-        new GuestMemoryRegion(start, chunk, { bitmap: bitmap === undefined ? undefined : new AtomicBitmap(chunk.size, bitmap) }),
-    ),
-  );
+  const { bitmap } = options;
+  let wordsAt = 0;
+  const track = (size: number): AtomicBitmap | undefined => {
+    if (bitmap === undefined) return undefined;
+    if (bitmap.words === undefined) return new AtomicBitmap(size, { pageSize: bitmap.pageSize, shared: bitmap.shared });
+    const b = AtomicBitmap.inBackend(bitmap.words, size, { pageSize: bitmap.pageSize, offset: wordsAt });
+    wordsAt += Math.ceil(b.pageCount / 64) * 8;
+    return b;
+  };
+  return GuestMemory.fromRegions(placed.map(([start, chunk]) => new GuestMemoryRegion(start, chunk, { bitmap: track(chunk.size) })));
 }

@@ -14,7 +14,7 @@ import { GuestMemory } from '../memory/guest-memory.js';
 import { type GuestMemoryDescription, rebuildGuestMemory, shareGuestMemory } from '../memory/share.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import { type ExchangePlan, type ExchangeReport, isDirty } from '../test-support/share-exchange.js';
-import { MmapBackend, type MmapChunkDescription, mmapFds, MmapResolver, PAGE_SIZE } from './index.js';
+import { MmapBackend, type MmapChunkDescription, mmapFds, mmapGuestMemory, MmapResolver, PAGE_SIZE } from './index.js';
 
 const G = GuestAddress;
 const CHUNK = 16 * PAGE_SIZE;
@@ -103,16 +103,17 @@ describe('sharing mmap’d guest memory with another process', () => {
     return JSON.parse(r.stdout);
   }
 
-  test('a chunked memfd and a shared file at an offset: the child sees and makes the writes', async () => {
+  test('a chunked memfd and a shared file at an offset, bitmaps in a memfd: the child sees and makes writes and marks', async () => {
     using memfd = MmapBackend.memfd(2 * CHUNK, { chunkSize: CHUNK });
     const path = join(dir, 'ram');
     writeFileSync(path, new Uint8Array(4 * PAGE_SIZE));
     using file = MmapBackend.file({ path, offset: PAGE_SIZE, size: 2 * PAGE_SIZE });
-    const mem = GuestMemory.fromRegions([...regionsOf(memfd, 0, 0, false), new GuestMemoryRegion(G(0x80000), file)]);
+    using words = MmapBackend.memfd(PAGE_SIZE);
+    const mem = mmapGuestMemory([[G(0), memfd], [G(0x80000), file]], { bitmap: { words } });
     const description = shareGuestMemory(mem);
-    assert.deepEqual(mmapFds(description), [memfd.fd, file.fd], 'each descriptor once');
-    const reply = await checkExchange(mem, (plan) => inChild(description, plan), false);
-    assert.equal(reply.mappings, 2);
+    assert.deepEqual(mmapFds(description), [memfd.fd, words.fd, file.fd], 'each descriptor once, in order of appearance');
+    const reply = await checkExchange(mem, (plan) => inChild(description, plan), true);
+    assert.equal(reply.mappings, 3);
     assert.equal(readFileSync(path).readUInt32LE(PAGE_SIZE + 2 * PAGE_SIZE - 4), 0xbeef0002, 'the child’s write reached the file');
   });
 
