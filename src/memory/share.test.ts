@@ -11,7 +11,7 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import type { Bitmap } from '../bitmap/bitmap.js';
 import type { GuestmemError } from '../errors.js';
 import { GuestMemoryRegion } from '../region/region.js';
-import { type ExchangePlan, type ExchangeReport, isDirty } from '../test-support/share-exchange.js';
+import { type ExchangePlan, type ExchangeReport, isDirty, layoutOf } from '../test-support/share-exchange.js';
 import { newWasmMemory } from '../test-support/wasm.js';
 import { GuestMemory } from './guest-memory.js';
 import { type GuestMemoryDescription, rebuildGuestMemory, shareGuestMemory } from './share.js';
@@ -32,6 +32,7 @@ function sharedLayout(): GuestMemory {
     tracked(0x4000, adoptBackend(new Uint8Array(sab, 2 * PAGE, 4 * PAGE))),
     tracked(0x10000, new WasmMemoryBackend(newWasmMemory({ initial: 1, maximum: 2, shared: true }))),
     tracked(0x30000, sharedBackend(sab), { offset: 6 * PAGE, length: 2 * PAGE }),
+    new GuestMemoryRegion(G(0x40000), sharedBackend(PAGE), { readOnly: true }),
   ]);
 }
 
@@ -54,7 +55,7 @@ describe('sharing a whole guest memory with a worker', () => {
     ];
     mine.forEach((a, i) => mem.writeU32LE(G(a), 0x1000 + i));
     const report = await inWorker(shareGuestMemory(mem), { read: mine, write: theirs });
-    assert.deepEqual(report.layout, mem.regions().map((r) => [r.start, r.length]), 'the same layout');
+    assert.deepEqual(report.layout, layoutOf(mem), 'the same layout');
     assert.deepEqual(report.seen, [0x1000, 0x1001, 0x1002, 0x1003], 'the worker sees the owner');
     assert.deepEqual(report.dirty, [true, true, true, true], 'and the owner’s dirty marks');
     for (const [a, v] of theirs) {
@@ -62,6 +63,7 @@ describe('sharing a whole guest memory with a worker', () => {
       assert.ok(isDirty(mem, a), `the worker marked ${a.toString(16)} in the owner’s bitmap`);
     }
     assert.equal(isDirty(mem, 0x3000), false, 'pages nobody wrote stay clean');
+    assert.deepEqual(report.layout.at(-1), [0x40000, PAGE, true], 'read-only stays read-only');
   });
 
   test('bitmaps whose words live in a backend: described with the backends, marked into by the worker', async () => {
@@ -86,7 +88,7 @@ describe('sharing a whole guest memory with a worker', () => {
   test('the description is structured-clonable and describes each backend once', () => {
     const mem = sharedLayout();
     const d = shareGuestMemory(mem);
-    assert.equal(d.backends.length, 4);
+    assert.equal(d.backends.length, 5);
     assert.deepEqual(
       d.regions.map((r) => [r.start, r.length, r.offset, r.backend]),
       [
@@ -94,6 +96,7 @@ describe('sharing a whole guest memory with a worker', () => {
         [0x4000, 4 * PAGE, 0, 1],
         [0x10000, 65536, 0, 2],
         [0x30000, 2 * PAGE, 6 * PAGE, 3],
+        [0x40000, PAGE, 0, 4],
       ],
     );
     const one = sharedBackend(2 * PAGE);
@@ -108,6 +111,23 @@ describe('sharing a whole guest memory with a worker', () => {
     assert.equal(one.views().u8[PAGE], 7);
     assert.equal(a.bitmap, b.bitmap, 'untracked regions rebuild untracked');
     assert.equal(a.bitmap.dirtyAt(0), false);
+  });
+
+  test('a rebuilt read-only region refuses writes; a description cannot make a read-only backend writable', () => {
+    const rom = sharedBackend(PAGE);
+    rom.views().u8[0] = 0xc3;
+    const copy = rebuildGuestMemory(shareGuestMemory(GuestMemory.fromRegions([new GuestMemoryRegion(G(0), rom, { readOnly: true })])));
+    assert.equal(copy.readU8(G(0)), 0xc3);
+    assert.throws(() => copy.writeU8(G(0), 1), { name: 'GuestMemoryError', code: 'ERR_READ_ONLY', address: 0 });
+    const base = sharedBackend(PAGE);
+    const readOnlyBackend: MemoryBackend = { kind: 'rom', size: PAGE, byteOffset: 0, shared: true, readOnly: true, views: () => base.views(), share: () => ({ kind: 'rom' }) };
+    const d = shareGuestMemory(GuestMemory.fromRegions([new GuestMemoryRegion(G(0), readOnlyBackend)]));
+    assert.equal(d.regions[0].readOnly, true);
+    const forged = { ...d, regions: [{ ...d.regions[0], readOnly: false }] };
+    assert.throws(() => rebuildGuestMemory(forged, { resolvers: { rom: () => readOnlyBackend } }), {
+      name: 'RegionError',
+      code: 'ERR_REGION_READ_ONLY_BACKEND',
+    });
   });
 
   test('a custom backend kind resolves through the resolver it names', () => {
@@ -231,6 +251,8 @@ describe('rebuilding from bad descriptions', () => {
       { ...d, regions: [{ ...r, offset: 2 ** 53 }] },
       { ...d, regions: [{ ...r, backend: 1 }] },
       { ...d, regions: [{ ...r, bitmap: 7 }] },
+      { ...d, regions: [{ ...r, readOnly: 'no' }] },
+      { ...d, regions: [{ ...r, readOnly: undefined }] },
       { ...d, regions: [{ ...r, bitmap: { byteLength: PAGE, pageSize: PAGE, backend: 1, offset: 0 } }] },
       { ...d, regions: [{ ...r, bitmap: { byteLength: PAGE, pageSize: PAGE, backend: 0 } }] },
     ];

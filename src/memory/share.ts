@@ -34,6 +34,8 @@ export interface RegionDescription {
   readonly offset: number;
   /** Index of its backend in {@link GuestMemoryDescription.backends}. */
   readonly backend: number;
+  /** True when every write path refuses it (a ROM, a read-only file). */
+  readonly readOnly: boolean;
   /** Its dirty bitmap, when it is tracked: words in a SharedArrayBuffer, or in a backend. */
   readonly bitmap?: SharedBitmapDescription | BackendBitmapDescription | undefined;
 }
@@ -99,14 +101,15 @@ export function shareGuestMemory(memory: GuestMemory): GuestMemoryDescription {
     return i;
   };
   const regions = memory.regions().map((r): RegionDescription => {
+    const { start, length, offset, readOnly } = r;
     const backend = indexOf(r.backend, r, 'its');
     const bitmap = r.bitmap;
     if (bitmap instanceof AtomicBitmap && bitmap.backing !== undefined) {
       const { byteLength, pageSize, backing } = bitmap;
       const words = { byteLength, pageSize, backend: indexOf(backing.backend, r, "its bitmap's"), offset: backing.offset };
-      return { start: r.start, length: r.length, offset: r.offset, backend, bitmap: words };
+      return { start, length, offset, readOnly, backend, bitmap: words };
     }
-    return { start: r.start, length: r.length, offset: r.offset, backend, bitmap: describeBitmap(r) };
+    return { start, length, offset, readOnly, backend, bitmap: describeBitmap(r) };
   });
   return { type: 'guestmem/memory', backends, regions };
 }
@@ -122,6 +125,8 @@ export function shareGuestMemory(memory: GuestMemory): GuestMemoryDescription {
  * @throws {GuestMemoryError} `ERR_DESCRIPTION_INVALID` for data that is not a description;
  *   `ERR_NO_RESOLVER` for a backend kind no resolver handles; the layout errors of
  *   {@link GuestMemory.fromRegions}.
+ * @throws {RegionError} as the {@link GuestMemoryRegion} constructor, e.g.
+ *   `ERR_REGION_READ_ONLY_BACKEND` for a writable region over a backend that is read-only.
  * @throws {BitmapError} `ERR_BITMAP_INVALID` for bitmap words that do not fit.
  * @throws the errors of the resolvers (for example {@link BackendError}, `MmapError`).
  */
@@ -145,7 +150,13 @@ export function rebuildGuestMemory(description: GuestMemoryDescription, options:
   );
   return GuestMemory.fromRegions(
     d.regions.map(
-      (r, i) => new GuestMemoryRegion(GuestAddress(r.start), backends[r.backend], { offset: r.offset, length: r.length, bitmap: bitmaps[i] }),
+      (r, i) =>
+        new GuestMemoryRegion(GuestAddress(r.start), backends[r.backend], {
+          offset: r.offset,
+          length: r.length,
+          readOnly: r.readOnly,
+          bitmap: bitmaps[i],
+        }),
     ),
   );
 }
@@ -214,6 +225,7 @@ function checkDescription(d: unknown): GuestMemoryDescription {
     if (!isObject(r) || !isIndex(r.start) || !isIndex(r.length) || !isIndex(r.offset)) {
       throw bad(`region ${i} needs a start, length and offset that are non-negative safe integers`);
     }
+    if (typeof r.readOnly !== 'boolean') throw bad(`region ${i} needs readOnly as a boolean`);
     if (!isIndex(r.backend) || r.backend >= backends.length) throw bad(`region ${i} names backend ${String(r.backend)}, which is not there`);
     const b = r.bitmap;
     if (b !== undefined && (!isObject(b) || !('words' in b || (isIndex(b.backend) && b.backend < backends.length && isIndex(b.offset))))) {

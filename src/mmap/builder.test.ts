@@ -78,6 +78,24 @@ describe('mmapGuestMemory', () => {
     assert.equal(mmapGuestMemory([[G(0), a], [G(0x100000), c]]).numRegions, 2, 'disjoint parts of one file are fine');
   });
 
+  test('read-only: by default over a read-only file, on request over any backend, never undone', () => {
+    const path = join(dir, 'rom');
+    writeFileSync(path, new Uint8Array(PAGE_SIZE).fill(0xc3));
+    using rom = MmapBackend.file({ path, size: PAGE_SIZE, readOnly: true });
+    using ram = MmapBackend.anonymous(2 * PAGE_SIZE, { chunkSize: PAGE_SIZE });
+    using flash = MmapBackend.memfd(PAGE_SIZE);
+    const mem = mmapGuestMemory([[G(0xf0000), rom], [G(0), ram], [G(0x100000), flash, { readOnly: true }]], { bitmap: {} });
+    assert.deepEqual(mem.regions().map((r) => r.readOnly), [false, false, true, true]);
+    assert.equal(mem.readU32LE(G(0xf0000)), 0xc3c3c3c3);
+    for (const addr of [0xf0000, 0x100000]) {
+      assert.throws(() => mem.writeU32LE(G(addr), 1), { name: 'GuestMemoryError', code: 'ERR_READ_ONLY', address: addr });
+    }
+    mem.writeU32LE(G(PAGE_SIZE), 1);
+    assert.deepEqual(mem.regions().map((r) => (r.bitmap as AtomicBitmap).count()), [0, 1, 0, 0], 'refused writes mark nothing');
+    assert.throws(() => mmapGuestMemory([[G(0), rom, { readOnly: false }]]), { name: 'RegionError', code: 'ERR_REGION_READ_ONLY_BACKEND' });
+    assert.throws(() => mmapGuestMemory([[G(0), ram, { readOnly: 1 as never }]]), { name: 'RegionError', code: 'ERR_INVALID_ARG' });
+  });
+
   test('overlapping guest ranges, bad entries, closed backends, bad bitmap options', () => {
     using a = MmapBackend.anonymous(2 * PAGE_SIZE);
     using b = MmapBackend.anonymous(PAGE_SIZE);

@@ -15,6 +15,18 @@ export interface MmapGuestMemoryOptions {
   bitmap?: MmapBitmapOptions | undefined;
 }
 
+/** Options of one range of {@link mmapGuestMemory}. */
+export interface MmapRangeOptions {
+  /**
+   * Make its regions read-only (ROM): every write path refuses them. Default: the backend's
+   * own {@link MmapBackend.readOnly}, which cannot be overridden with `false`.
+   */
+  readOnly?: boolean | undefined;
+}
+
+/** A range of {@link mmapGuestMemory}: where the backend goes in the guest, and how. */
+export type MmapRange = readonly [start: GuestAddress, backend: MmapBackend, options?: MmapRangeOptions];
+
 /** How {@link mmapGuestMemory} tracks dirty pages. */
 export interface MmapBitmapOptions {
   /** Bytes per tracked page (default 4096). */
@@ -31,16 +43,17 @@ export interface MmapBitmapOptions {
 
 /**
  * Guest memory over mmap'd backends, as vm-memory's `GuestMemoryMmap::from_ranges`: each
- * `[start, backend]` places the whole backend at guest address `start`, one region per chunk
- * (at most 4 GiB each, see {@link MmapBackend.chunks}) at `start + chunk.offset`.
+ * `[start, backend, options?]` places the whole backend at guest address `start`, one region
+ * per chunk (at most 4 GiB each, see {@link MmapBackend.chunks}) at `start + chunk.offset`.
  *
  * The backends stay the caller's: close them when the memory is no longer used.
  *
  * @throws {MmapError} `ERR_MMAP_OVERLAP` when two backends map the same bytes of one file
  *   (checked before any region is built); `ERR_MMAP_INVALID_ARGUMENT` for an entry that is not
- *   `[GuestAddress, MmapBackend]`.
+ *   `[GuestAddress, MmapBackend, options?]`.
  * @throws {GuestMemoryError} `ERR_NO_REGIONS`, `ERR_REGION_OVERLAP` for overlapping guest ranges.
  * @throws {RegionError} `ERR_REGION_OVERFLOW` for memory that would end beyond 2^53;
+ *   `ERR_REGION_READ_ONLY_BACKEND` for `readOnly: false` over a read-only backend;
  *   {@link AddressError} `ERR_INVALID_ADDRESS` for a start that is not a safe integer.
  * @throws {BackendError} `ERR_BACKEND_CLOSED` for a closed backend.
  * @throws {BitmapError} `ERR_BITMAP_INVALID` for bitmap options the {@link AtomicBitmap}
@@ -49,18 +62,16 @@ export interface MmapBitmapOptions {
  * using ram = MmapBackend.memfd(6 * 2 ** 30);
  * const mem = mmapGuestMemory([[GuestAddress(0), ram]], { bitmap: { shared: true } }); // 2 regions
  */
-export function mmapGuestMemory(
-  ranges: Iterable<readonly [GuestAddress, MmapBackend]>,
-  options: MmapGuestMemoryOptions = {},
-): GuestMemory {
-  const placed: [GuestAddress, MmapChunk][] = [];
+export function mmapGuestMemory(ranges: Iterable<MmapRange>, options: MmapGuestMemoryOptions = {}): GuestMemory {
+  const placed: [GuestAddress, MmapChunk, boolean | undefined][] = [];
   for (const entry of ranges) {
     const backend: unknown = Array.isArray(entry) ? entry[1] : undefined;
     if (!(backend instanceof MmapBackend)) {
-      throw new MmapError('ERR_MMAP_INVALID_ARGUMENT', 'mmapGuestMemory takes [GuestAddress, MmapBackend] pairs');
+      throw new MmapError('ERR_MMAP_INVALID_ARGUMENT', 'mmapGuestMemory takes [GuestAddress, MmapBackend, options?] ranges');
     }
     const start = validateIndex(entry[0], 'start');
-    for (const chunk of backend.chunks()) placed.push([(start + chunk.offset) as GuestAddress, chunk]);
+    const readOnly = entry[2]?.readOnly;
+    for (const chunk of backend.chunks()) placed.push([(start + chunk.offset) as GuestAddress, chunk, readOnly]);
   }
   checkNoFileOverlap(placed.map(([, chunk]) => chunk));
   const { bitmap } = options;
@@ -72,5 +83,7 @@ export function mmapGuestMemory(
     wordsAt += Math.ceil(b.pageCount / 64) * 8;
     return b;
   };
-  return GuestMemory.fromRegions(placed.map(([start, chunk]) => new GuestMemoryRegion(start, chunk, { bitmap: track(chunk.size) })));
+  return GuestMemory.fromRegions(
+    placed.map(([start, chunk, readOnly]) => new GuestMemoryRegion(start, chunk, { readOnly, bitmap: track(chunk.size) })),
+  );
 }

@@ -27,4 +27,4 @@ export {
   PAGE_SIZE,
 } from './backend.js';
 export { mmapFds, MmapResolver, type MmapResolverOptions } from './resolver.js';
-export { type MmapBitmapOptions, mmapGuestMemory, type MmapGuestMemoryOptions } from './builder.js';
+export { type MmapBitmapOptions, mmapGuestMemory, type MmapGuestMemoryOptions, type MmapRange, type MmapRangeOptions } from './builder.js';

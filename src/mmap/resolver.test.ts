@@ -13,7 +13,7 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { type GuestMemoryDescription, rebuildGuestMemory, shareGuestMemory } from '../memory/share.js';
 import { GuestMemoryRegion } from '../region/region.js';
-import { type ExchangePlan, type ExchangeReport, isDirty } from '../test-support/share-exchange.js';
+import { type ExchangePlan, type ExchangeReport, isDirty, layoutOf } from '../test-support/share-exchange.js';
 import { MmapBackend, type MmapChunkDescription, mmapFds, mmapGuestMemory, MmapResolver, PAGE_SIZE } from './index.js';
 
 const G = GuestAddress;
@@ -31,16 +31,21 @@ function regionsOf(backend: MmapBackend, start: number, gap: number, track: bool
 
 type Reply = ExchangeReport & { mappings: number };
 
-/** Writes `mine`, lets the other side read them and write `theirs`, checks both directions. */
+/**
+ * Writes a value into each writable region, lets the other side read it (and the first word of
+ * each read-only region) and write values of its own, then checks both directions.
+ */
 async function checkExchange(mem: GuestMemory, run: (plan: ExchangePlan) => Promise<Reply> | Reply, tracked: boolean): Promise<Reply> {
-  const mine = mem.regions().map((r) => r.start + 8);
-  const theirs = mem.regions().map((r, i): [number, number] => [r.end - 4, 0xbeef0000 + i]);
-  mine.forEach((a, i) => mem.writeU32LE(G(a), 0x1000 + i));
-  const report = await run({ read: mine, write: theirs });
-  assert.deepEqual(report.layout, mem.regions().map((r) => [r.start, r.length]), 'the same layout');
-  assert.deepEqual(report.seen, mine.map((_, i) => 0x1000 + i), 'the other side sees the owner');
+  const writable = mem.regions().filter((r) => !r.readOnly);
+  const theirs = writable.map((r, i): [number, number] => [r.end - 4, 0xbeef0000 + i]);
+  writable.forEach((r, i) => mem.writeU32LE(G(r.start + 8), 0x1000 + i));
+  const read = mem.regions().map((r) => r.start + (r.readOnly ? 0 : 8));
+  const expected = read.map((a) => mem.readU32LE(G(a)));
+  const report = await run({ read, write: theirs });
+  assert.deepEqual(report.layout, layoutOf(mem), 'the same layout, read-only regions included');
+  assert.deepEqual(report.seen, expected, 'the other side sees the owner');
   for (const [a, v] of theirs) assert.equal(mem.readU32LE(G(a)), v, 'the owner sees the other side');
-  assert.deepEqual(report.dirty, mine.map(() => tracked), 'the other side sees the owner’s dirty marks');
+  assert.deepEqual(report.dirty, mem.regions().map((r) => tracked && !r.readOnly), 'the other side sees the owner’s dirty marks');
   for (const [a] of theirs) assert.equal(isDirty(mem, a), tracked, 'and marks into the owner’s bitmaps');
   return report;
 }
@@ -109,11 +114,15 @@ describe('sharing mmap’d guest memory with another process', () => {
     writeFileSync(path, new Uint8Array(4 * PAGE_SIZE));
     using file = MmapBackend.file({ path, offset: PAGE_SIZE, size: 2 * PAGE_SIZE });
     using words = MmapBackend.memfd(PAGE_SIZE);
-    const mem = mmapGuestMemory([[G(0), memfd], [G(0x80000), file]], { bitmap: { words } });
+    const romPath = join(dir, 'rom');
+    writeFileSync(romPath, new Uint8Array(PAGE_SIZE).fill(0xc3));
+    using rom = MmapBackend.file({ path: romPath, size: PAGE_SIZE, readOnly: true });
+    const mem = mmapGuestMemory([[G(0), memfd], [G(0x80000), file], [G(0xf0000), rom]], { bitmap: { words } });
     const description = shareGuestMemory(mem);
-    assert.deepEqual(mmapFds(description), [memfd.fd, words.fd, file.fd], 'each descriptor once, in order of appearance');
+    assert.deepEqual(mmapFds(description), [memfd.fd, words.fd, file.fd, rom.fd], 'each descriptor once, in order of appearance');
     const reply = await checkExchange(mem, (plan) => inChild(description, plan), true);
-    assert.equal(reply.mappings, 3);
+    assert.equal(reply.mappings, 4);
+    assert.equal(reply.seen.at(-1), 0xc3c3c3c3, 'the child reads the read-only file');
     assert.equal(readFileSync(path).readUInt32LE(PAGE_SIZE + 2 * PAGE_SIZE - 4), 0xbeef0002, 'the child’s write reached the file');
   });
 

@@ -18,7 +18,8 @@ export interface ExchangePlan {
 export interface ExchangeReport {
   seen: number[];
   dirty: boolean[];
-  layout: [number, number][];
+  /** `[start, length, readOnly]` of each region. */
+  layout: [number, number, boolean][];
 }
 
 /** True when the page holding `addr` is marked dirty in its region's bitmap. */
@@ -33,5 +34,10 @@ export function exchange(mem: GuestMemory, plan: ExchangePlan): ExchangeReport {
   const seen = plan.read.map((a) => mem.readU32LE(GuestAddress(a)));
   const dirty = plan.read.map((a) => isDirty(mem, a));
   for (const [a, v] of plan.write) mem.writeU32LE(GuestAddress(a), v);
-  return { seen, dirty, layout: mem.regions().map((r) => [r.start, r.length]) };
+  return { seen, dirty, layout: layoutOf(mem) };
+}
+
+/** `[start, length, readOnly]` of each region of `mem`. */
+export function layoutOf(mem: GuestMemory): [number, number, boolean][] {
+  return mem.regions().map((r) => [r.start, r.length, r.readOnly]);
 }
