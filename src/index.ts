@@ -32,5 +32,11 @@ export { VolatileRef, VolatileArrayRef } from './volatile/ref.js';
 export { ContiguousBytes } from './volatile/contiguous.js';
 export { GuestMemoryRegion, type RegionOptions } from './region/region.js';
 export * from './region/errors.js';
-export { GuestMemory, GuestMemoryAtomic, type FromRangesOptions, type RegionAddress } from './memory/guest-memory.js';
+export {
+  GuestMemory,
+  GuestMemoryAtomic,
+  type FromRangesOptions,
+  type GuestDirtyRange,
+  type RegionAddress,
+} from './memory/guest-memory.js';
 export * from './memory/errors.js';
