@@ -40,3 +40,7 @@ export {
   type RegionAddress,
 } from './memory/guest-memory.js';
 export * from './memory/errors.js';
+export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
+export { layoutPath, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
+export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
+export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';
