@@ -23,6 +23,7 @@ export {
   type ValueType,
   type ValueOf,
   type InputOf,
+  type U64In,
   u8, i8, u16le, u16be, i16le, i16be, u32le, u32be, i32le, i32be,
   u64le, u64be, i64le, i64be, u64leNumber, u64beNumber, f32le, f32be, f64le, f64be,
 } from './bytes/values.js';

@@ -12,10 +12,16 @@ import { AddressError } from './errors.js';
 declare const brand: unique symbol;
 
 /** A guest physical address. Create with {@link GuestAddress}. */
-export type GuestAddress = number & { readonly [brand]: 'GuestAddress' };
+export type GuestAddress = number & {
+  /** @internal Compile-time brand only; no such property exists. */
+  readonly [brand]: 'GuestAddress';
+};
 
 /** An offset from the start of one memory region. Create with {@link MemoryRegionAddress}. */
-export type MemoryRegionAddress = number & { readonly [brand]: 'MemoryRegionAddress' };
+export type MemoryRegionAddress = number & {
+  /** @internal Compile-time brand only; no such property exists. */
+  readonly [brand]: 'MemoryRegionAddress';
+};
 
 /** Either kind of branded address: what the checked arithmetic below accepts. */
 export type Address = GuestAddress | MemoryRegionAddress;

@@ -51,7 +51,9 @@ export interface SharedBitmapDescription {
 
 /** A run of dirty pages in bytes: page-aligned, except that the last page ends at `byteLength`. */
 export interface DirtyRange {
+  /** Bytes from the start of what the bitmap covers. */
   readonly offset: number;
+  /** Bytes in the run. */
   readonly length: number;
 }
 

@@ -17,13 +17,17 @@ export interface FromRangesOptions {
 
 /** Where a guest address lives: its region and the offset in it. */
 export interface RegionAddress {
+  /** The region holding the guest address. */
   readonly region: GuestMemoryRegion;
+  /** The offset of the guest address in the region. */
   readonly address: MemoryRegionAddress;
 }
 
 /** A run of dirty guest memory: page-aligned, except where a region ends mid-page. */
 export interface GuestDirtyRange {
+  /** Guest address of the first dirty byte. */
   readonly start: GuestAddress;
+  /** Bytes in the run. */
   readonly length: number;
 }
 
@@ -126,6 +130,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     return this.#regions;
   }
 
+  /** How many regions there are. */
   get numRegions(): number {
     return this.#regions.length;
   }

@@ -17,6 +17,7 @@ const VERSION = 1;
 export interface SnapshotRegion {
   /** Guest physical address of the region's first byte. */
   readonly start: number;
+  /** Bytes in the region. */
   readonly length: number;
   /** Where the region's bytes start in the memory file. */
   readonly fileOffset: number;
@@ -28,6 +29,7 @@ export interface SnapshotLayout {
   readonly kind: 'full' | 'diff';
   /** The memory file's length: the sum of the regions' lengths. */
   readonly size: number;
+  /** The guest regions, in guest-address order, back to back in the memory file. */
   readonly regions: readonly SnapshotRegion[];
   /**
    * The `[fileOffset, length]` runs of the memory file that carry data, ascending and disjoint.

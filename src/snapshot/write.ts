@@ -19,7 +19,7 @@ export type ProgressCallback = (done: number, total: number) => void;
 
 /** Options of {@link writeFullSnapshot} and {@link writeDiffSnapshot}. */
 export interface WriteSnapshotOptions {
-  /** Told about progress after every run of bytes written (at most {@link PROGRESS_STEP} apart). */
+  /** Told about progress after every run of bytes written (at most 16 MiB apart). */
   onProgress?: ProgressCallback | undefined;
 }
 
