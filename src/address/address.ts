@@ -31,7 +31,7 @@ export type Address = GuestAddress | MemoryRegionAddress;
  *
  * @throws {AddressError} `ERR_INVALID_ADDRESS` when `value` is not a non-negative safe integer.
  * @example
- * const a = GuestAddress(0x1000);
+ * const a = GuestAddress(0x1000); // => 0x1000
  */
 export function GuestAddress(value: number): GuestAddress {
   return validateIndex(value, 'address') as GuestAddress;

@@ -112,8 +112,9 @@ interface AdoptingOptions extends AtomicBitmapOptions {
  *
  * @example
  * const bitmap = new AtomicBitmap(1 << 20, { shared: true });
- * bitmap.markDirty(0x1ff8, 16);            // pages 1 and 2
- * for (const { offset, length } of bitmap.harvest().dirtyRanges()) copy(offset, length);
+ * bitmap.markDirty(0x1ff8, 16); // pages 1 and 2
+ * const taken = [...bitmap.harvest().dirtyRanges()]; // => [{ offset: 0x1000, length: 0x2000 }]
+ * bitmap.count(); // => 0
  */
 export class AtomicBitmap implements Bitmap {
   #words: Int32Array;

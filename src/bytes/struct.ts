@@ -27,7 +27,9 @@ export interface StructField {
  *
  * @example
  * const VirtqDesc = structLayout('virtq_desc', { addr: u64leNumber, len: u32le, flags: u16le, next: u16le });
- * const d = mem.readStruct(VirtqDesc, GuestAddress(0x1000)); // { addr, len, flags, next }
+ * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x2000]]);
+ * mem.writeStruct(VirtqDesc, GuestAddress(0x1000), { addr: 0x4000, len: 512, flags: 1, next: 2 });
+ * mem.readStruct(VirtqDesc, GuestAddress(0x1000)); // => { addr: 0x4000, len: 512, flags: 1, next: 2 }
  */
 export class StructLayout<F extends StructFields = StructFields> {
   /** The struct's name, for messages. */

@@ -66,6 +66,7 @@ class ScratchSpan implements Span {
  * @example
  * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x10000], [GuestAddress(0x10000), 0x10000]]);
  * mem.writeU64LE(GuestAddress(0xfffc), 0x1122334455667788n); // straddles the two regions
+ * mem.readU32LE(GuestAddress(0x10000)); // => 0x11223344
  */
 export class GuestMemory extends ByteAccess<GuestAddress> {
   readonly #regions: readonly GuestMemoryRegion[];
