@@ -22,6 +22,11 @@ export interface MemoryBackend {
    */
   readonly shared: boolean;
   /**
+   * True for memory that must not change (a read-only file mapping): regions over it are
+   * read-only. Absent means writable.
+   */
+  readonly readOnly?: boolean;
+  /**
    * The views of the backend's current buffer.
    *
    * @throws {BackendError} `ERR_BACKEND_CLOSED` once the backend was closed.

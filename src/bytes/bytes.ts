@@ -13,6 +13,10 @@ import type { ValueType } from './values.js';
  * - **exact**: everything else moves all its bytes or throws. In-memory exact operations check the
  *   whole range before they touch a byte, so a failed one changes nothing.
  *
+ * Read-only memory (a region built with `readOnly`, and slices of it) refuses every write path
+ * with `ERR_READ_ONLY` before a byte changes; a partial write stops short before it and throws
+ * only when its first byte is read-only.
+ *
  * Multi-byte values name their byte order (`LE`/`BE`). 64-bit integers read as `bigint`; the
  * `AsNumber` reads return a number and throw `ERR_UNSAFE_INTEGER` rather than round a guest value.
  * Naturally aligned values of up to 8 bytes are read and written with a single access.

@@ -10,6 +10,8 @@ export type GuestMemoryErrorCode =
   | 'ERR_REGION_OVERLAP'
   /** No region matches the one to remove. */
   | 'ERR_REGION_NOT_FOUND'
+  /** A write that would reach a read-only region; nothing was written. */
+  | 'ERR_READ_ONLY'
   /** A range asked for as one slice spans more than one region. */
   | 'ERR_REGION_CROSSING'
   /** An argument of the wrong kind (not a region, not a GuestMemory). */

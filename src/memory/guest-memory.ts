@@ -44,6 +44,8 @@ class ScratchSpan implements Span {
   readonly base = 0;
   readonly bitmap: Bitmap = NO_BITMAP;
   readonly scratch = true;
+  readonly readOnly = false;
+  readonly _writeLength = -1;
   bytes: Uint8Array;
 
   constructor(size: number) {
@@ -342,22 +344,36 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
         if (abs + size <= r.v.u8.length) return abs;
       }
     }
-    return this.#atSlow(addr, size);
+    return this.#atSlow(addr, size, false);
   }
 
-  #atSlow(addr: number, size: number): number {
+  /** @internal Same as `_at`, but a read-only region (`_writeLength` -1) always misses. */
+  override _atWrite(addr: number, size: number): number {
+    if (typeof addr === 'number') {
+      const r = this._span;
+      const off = addr - r.start;
+      if (off >>> 0 === off && off <= r._writeLength - size) {
+        const abs = r.base + off;
+        if (abs + size <= r.v.u8.length) return abs;
+      }
+    }
+    return this.#atSlow(addr, size, true);
+  }
+
+  #atSlow(addr: number, size: number, write: boolean): number {
     validateIndex(addr, 'address');
     const i = this.#indexOf(addr);
     if (i < 0) throw invalidAddress(addr, size);
     const r = this.#regions[i];
     const off = addr - r.start;
     if (off + size <= r.length) {
+      if (write && r.readOnly) throw this._readOnly(addr, size);
       r._refresh();
       this._span = r;
       return r.base + off;
     }
     // The value continues into the next region(s): work on a scratch copy.
-    this._checkRange(addr, size);
+    this._checkRange(addr, size, write);
     let s = this.#scratch;
     if (s === undefined || s.bytes.length < size) s = this.#scratch = new ScratchSpan(Math.max(size, 64));
     this._copy(addr, s.bytes.subarray(0, size), false);
@@ -407,15 +423,25 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /** @internal */
-  override _checkRange(addr: number, length: number): void {
+  override _checkRange(addr: number, length: number, write = false): void {
     validateIndex(addr, 'address');
     validateIndex(length, 'length');
     const end = addr + length;
     for (let cur = addr; cur < end; ) {
       const i = this.#indexOf(cur);
       if (i < 0) throw invalidAddress(cur, length, addr);
+      if (write && this.#regions[i].readOnly) throw this._readOnly(cur, length, addr);
       cur = this.#ends[i];
     }
+  }
+
+  /** @internal */
+  override _readOnly(addr: number, length: number, accessStart = addr): GuestMemoryError {
+    const what = accessStart === addr ? '' : ` (write of ${length} bytes at ${hex(accessStart)})`;
+    return new GuestMemoryError('ERR_READ_ONLY', `guest address ${hex(addr)} is in a read-only region${what}; nothing was written`, {
+      address: addr,
+      length,
+    });
   }
 
   override toString(): string {

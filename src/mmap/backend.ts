@@ -92,8 +92,9 @@ export interface FileOptions extends MmapOptions {
   shared?: boolean | undefined;
   /**
    * Guest memory that must not change: mapped privately, so that the file never changes, and
-   * marked {@link MmapBackend.readOnly} (regions do not enforce it yet). The pages stay
-   * writable underneath, because a stray JS write to a read-only page would kill the process.
+   * marked {@link MmapBackend.readOnly}, which makes every region over it read-only (guestmem's
+   * write paths refuse it). The pages stay writable underneath, because a stray JS write through a
+   * raw view to a read-only page would kill the process.
    */
   readOnly?: boolean | undefined;
 }
@@ -248,9 +249,9 @@ export class MmapBackend implements MemoryBackend, Disposable {
   /** Where the memory comes from. */
   readonly source: MmapSource;
   /**
-   * True when the memory is meant to be read only. Regions do not refuse writes yet (read-only
-   * visibility belongs to the memory manager); the mapping is private, so any write changes only
-   * this process's copy, never the file.
+   * True when the memory must not change: regions over it are read-only (`ERR_READ_ONLY` on
+   * every write path) and cannot be made writable. The mapping is private besides, so a stray
+   * write through a raw view changes only this process's copy, never the file.
    */
   readonly readOnly: boolean;
   /** True for a `MAP_SHARED` mapping: writes reach the memfd or file and its other mappings. */
