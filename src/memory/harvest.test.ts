@@ -9,7 +9,9 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { type Bitmap, NoopBitmap } from '../bitmap/bitmap.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import { kvmLog } from '../test-support/bitmap.js';
-import { GuestMemory } from './guest-memory.js';
+import { WasmMemoryBackend } from '../backend/wasm.js';
+import { newWasmMemory } from '../test-support/wasm.js';
+import { GuestMemory, GuestMemoryAtomic } from './guest-memory.js';
 import type { WritePagesData } from './test-workers/write-pages.js';
 
 const PAGE = 4096;
@@ -78,6 +80,24 @@ describe('GuestMemory dirty pages', () => {
     // A page beyond the region: refused whole, nothing merged.
     assert.throws(() => mem.mergeDirtyLog(G(0), kvmLog(1, [2, 4])), { code: 'ERR_BITMAP_OUT_OF_RANGE' });
     assert.deepEqual(mem.dirtyRanges(), []);
+  });
+
+  it('keeps the dirty pages of a region that grows (WebAssembly memory grown, region replaced)', () => {
+    const WASM_PAGE = 65536;
+    const wasm = newWasmMemory({ initial: 1, maximum: 4 });
+    const backend = new WasmMemoryBackend(wasm);
+    const bitmap = new AtomicBitmap(WASM_PAGE);
+    const holder = new GuestMemoryAtomic(GuestMemory.fromRegions([new GuestMemoryRegion(G(0), backend, { bitmap })]));
+    holder.memory().writeU8(G(0x1234), 1);
+    wasm.grow(2);
+    bitmap.grow(3 * WASM_PAGE);
+    const grown = holder.update(() => GuestMemory.fromRegions([new GuestMemoryRegion(G(0), backend, { bitmap })]));
+    assert.equal(grown.totalSize, 3 * WASM_PAGE);
+    grown.writeU8(G(2 * WASM_PAGE + 5), 1); // in the new pages
+    assert.deepEqual(grown.harvestDirty(), [
+      { start: PAGE, length: PAGE },
+      { start: 2 * WASM_PAGE, length: PAGE },
+    ]);
   });
 
   it('loses no page that 4 workers write while the main thread harvests in rounds', async (t) => {
