@@ -23,6 +23,7 @@ export {
   type ValueType,
   type ValueOf,
   type InputOf,
+  type U64In,
   u8, i8, u16le, u16be, i16le, i16be, u32le, u32be, i32le, i32be,
   u64le, u64be, i64le, i64be, u64leNumber, u64beNumber, f32le, f32be, f64le, f64be,
 } from './bytes/values.js';
@@ -32,6 +33,16 @@ export { VolatileRef, VolatileArrayRef } from './volatile/ref.js';
 export { ContiguousBytes } from './volatile/contiguous.js';
 export { GuestMemoryRegion, type RegionOptions } from './region/region.js';
 export * from './region/errors.js';
-export { GuestMemory, GuestMemoryAtomic, type FromRangesOptions, type RegionAddress } from './memory/guest-memory.js';
+export {
+  GuestMemory,
+  GuestMemoryAtomic,
+  type FromRangesOptions,
+  type GuestDirtyRange,
+  type RegionAddress,
+} from './memory/guest-memory.js';
 export * from './memory/errors.js';
 export * from './memory/share.js';
+export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
+export { layoutPath, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
+export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
+export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';

@@ -39,9 +39,11 @@ class BufferBackend implements MemoryBackend {
 /** How a backend over a SharedArrayBuffer describes itself (structured-clonable, not JSON). */
 export interface SharedBufferDescription extends BackendDescription {
   readonly kind: 'shared-array-buffer';
+  /** The memory itself: postMessage shares a SharedArrayBuffer rather than copying it. */
   readonly buffer: SharedArrayBuffer;
   /** Where the backend's bytes start in `buffer`. */
   readonly byteOffset: number;
+  /** The backend's bytes. */
   readonly size: number;
 }
 

@@ -77,5 +77,6 @@ export class WasmMemoryBackend implements MemoryBackend {
 /** How a {@link WasmMemoryBackend} over a shared memory describes itself (structured-clonable). */
 export interface WasmMemoryDescription extends BackendDescription {
   readonly kind: 'wasm-memory';
+  /** The shared memory itself, which postMessage shares rather than copies. */
   readonly memory: WebAssemblyMemory;
 }

@@ -52,7 +52,9 @@ export interface SharedBitmapDescription {
 
 /** A run of dirty pages in bytes: page-aligned, except that the last page ends at `byteLength`. */
 export interface DirtyRange {
+  /** Bytes from the start of what the bitmap covers. */
   readonly offset: number;
+  /** Bytes in the run. */
   readonly length: number;
 }
 
@@ -79,6 +81,7 @@ const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (
  * workers or processes map too, and that is described together with the guest memory.
  */
 export interface BitmapBacking {
+  /** The memory holding the words. */
   readonly backend: MemoryBackend;
   /** Where the words start in the backend. */
   readonly offset: number;
@@ -121,8 +124,9 @@ interface AdoptingOptions extends AtomicBitmapOptions {
  *
  * @example
  * const bitmap = new AtomicBitmap(1 << 20, { shared: true });
- * bitmap.markDirty(0x1ff8, 16);            // pages 1 and 2
- * for (const { offset, length } of bitmap.harvest().dirtyRanges()) copy(offset, length);
+ * bitmap.markDirty(0x1ff8, 16); // pages 1 and 2
+ * const taken = [...bitmap.harvest().dirtyRanges()]; // => [{ offset: 0x1000, length: 0x2000 }]
+ * bitmap.count(); // => 0
  */
 export class AtomicBitmap implements Bitmap {
   #words: Int32Array;

@@ -23,7 +23,9 @@ export type GuestMemoryErrorCode =
   /** A described backend of a kind that no resolver given to `rebuildGuestMemory` handles. */
   | 'ERR_NO_RESOLVER'
   /** {@link GuestMemoryAtomic.update} called from inside an update. */
-  | 'ERR_UPDATE_IN_PROGRESS';
+  | 'ERR_UPDATE_IN_PROGRESS'
+  /** A region asked for dirty pages has a bitmap that cannot be harvested or merged into. */
+  | 'ERR_NOT_TRACKED';
 
 /** Errors of the guest memory layer: layout and guest addresses. */
 export class GuestMemoryError extends GuestmemError<GuestMemoryErrorCode> {}

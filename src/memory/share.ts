@@ -18,6 +18,7 @@ import { GuestMemory } from './guest-memory.js';
  * too, which is how it reaches another process. It never holds an external ArrayBuffer.
  */
 export interface GuestMemoryDescription {
+  /** Marks the data as a guest memory description. */
   readonly type: 'guestmem/memory';
   /** Each distinct backend once; regions refer to them by index. */
   readonly backends: readonly BackendDescription[];
@@ -29,6 +30,7 @@ export interface GuestMemoryDescription {
 export interface RegionDescription {
   /** Guest physical address of its first byte. */
   readonly start: number;
+  /** Its length in bytes. */
   readonly length: number;
   /** Where it starts in its backend. */
   readonly offset: number;
@@ -42,7 +44,9 @@ export interface RegionDescription {
 
 /** A bitmap whose words live in one of the described backends ({@link AtomicBitmap.inBackend}). */
 export interface BackendBitmapDescription {
+  /** Bytes covered. */
   readonly byteLength: number;
+  /** Bytes per tracked page. */
   readonly pageSize: number;
   /** Index of the backend holding the words in {@link GuestMemoryDescription.backends}. */
   readonly backend: number;
@@ -84,6 +88,12 @@ export const BUILTIN_RESOLVERS: BackendResolvers = Object.freeze({
  *   (heap memory, a non-shared WebAssembly memory, a closed mapping) or bitmap (not shared, or
  *   not an {@link AtomicBitmap}) no other worker can see; the backend's or bitmap's error is
  *   its `cause`. `ERR_INVALID_ARG` when `memory` is not a GuestMemory.
+ * @example
+ * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x10000]], { shared: true });
+ * const description = shareGuestMemory(mem); // post it, or pass it as workerData
+ * const same = rebuildGuestMemory(structuredClone(description));
+ * same.writeU8(GuestAddress(0x10), 42);
+ * mem.readU8(GuestAddress(0x10)); // => 42
  */
 export function shareGuestMemory(memory: GuestMemory): GuestMemoryDescription {
   if (!(memory instanceof GuestMemory)) {

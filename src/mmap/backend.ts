@@ -133,15 +133,21 @@ export interface MmapFileIdentity {
 export interface MmapSharedDescription extends BackendDescription {
   /** The resolver kind, for `rebuildGuestMemory` (see `MmapResolver`). */
   readonly kind: 'mmap';
+  /** Marks the data as a mapping description. */
   readonly type: 'guestmem/mmap';
   /** Identifies the owner's process; a worker of another process cannot use `id`. */
   readonly process: number;
   /** The mapping's key in its process's registry. */
   readonly id: number;
+  /** As {@link MmapBackend.source}. */
   readonly source: MmapSource;
+  /** As {@link MmapBackend.size}. */
   readonly size: number;
+  /** As {@link MmapBackend.chunkSize}: the rebuilt backend has the same chunks. */
   readonly chunkSize: number;
+  /** As {@link MmapBackend.pageSize}. */
   readonly pageSize: number;
+  /** As {@link MmapBackend.readOnly}: regions over the rebuilt backend are read-only too. */
   readonly readOnly: boolean;
   /** True for `MAP_SHARED`: only such memory (or read-only memory) can be shared across processes. */
   readonly mapShared: boolean;
@@ -149,8 +155,9 @@ export interface MmapSharedDescription extends BackendDescription {
   readonly fd?: number | undefined;
   /** Where the mapping starts in that file. */
   readonly fileOffset: number;
-  /** `st_dev` and `st_ino` of the file, as decimal strings (JSON has no BigInt). */
+  /** `st_dev` of the file, as a decimal string (JSON has no BigInt). */
   readonly dev?: string | undefined;
+  /** `st_ino` of the file, as a decimal string. */
   readonly ino?: string | undefined;
 }
 
@@ -215,9 +222,11 @@ export class MmapChunk implements MemoryBackend {
 /** What {@link MmapChunk.share} returns: plain data, JSON included. */
 export interface MmapChunkDescription extends BackendDescription {
   readonly kind: 'mmap-chunk';
+  /** The whole mapping the chunk is part of. */
   readonly mapping: MmapSharedDescription;
   /** Where the chunk starts in the mapping. */
   readonly offset: number;
+  /** The chunk's bytes. */
   readonly size: number;
 }
 

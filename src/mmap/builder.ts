@@ -54,13 +54,14 @@ export interface MmapBitmapOptions {
  * @throws {GuestMemoryError} `ERR_NO_REGIONS`, `ERR_REGION_OVERLAP` for overlapping guest ranges.
  * @throws {RegionError} `ERR_REGION_OVERFLOW` for memory that would end beyond 2^53;
  *   `ERR_REGION_READ_ONLY_BACKEND` for `readOnly: false` over a read-only backend;
- *   {@link AddressError} `ERR_INVALID_ADDRESS` for a start that is not a safe integer.
+ *   `AddressError` `ERR_INVALID_ADDRESS` for a start that is not a safe integer.
  * @throws {BackendError} `ERR_BACKEND_CLOSED` for a closed backend.
  * @throws {BitmapError} `ERR_BITMAP_INVALID` for bitmap options the {@link AtomicBitmap}
  *   constructor refuses, or `words` too small for every region's bits.
  * @example
  * using ram = MmapBackend.memfd(6 * 2 ** 30);
- * const mem = mmapGuestMemory([[GuestAddress(0), ram]], { bitmap: { shared: true } }); // 2 regions
+ * const mem = mmapGuestMemory([[GuestAddress(0), ram]], { bitmap: { shared: true } });
+ * mem.numRegions; // => 2
  */
 export function mmapGuestMemory(ranges: Iterable<MmapRange>, options: MmapGuestMemoryOptions = {}): GuestMemory {
   const placed: [GuestAddress, MmapChunk, boolean | undefined][] = [];

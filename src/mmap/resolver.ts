@@ -21,8 +21,13 @@ export interface MmapResolverOptions {
  * also how a rebuild that failed half-way gives its mappings back.
  *
  * @example
- * using mmap = new MmapResolver();
- * const mem = rebuildGuestMemory(description, { resolvers: mmap.resolvers });
+ * using ram = MmapBackend.memfd(1 << 20);
+ * const mem = mmapGuestMemory([[GuestAddress(0), ram]]);
+ * const description = shareGuestMemory(mem); // to a worker as workerData, to a child as JSON
+ * using mmap = new MmapResolver(); // in a child: new MmapResolver({ fds: { [ram.fd]: 3 } })
+ * const same = rebuildGuestMemory(description, { resolvers: mmap.resolvers });
+ * same.writeU32LE(GuestAddress(0x100), 7);
+ * mem.readU32LE(GuestAddress(0x100)); // => 7
  */
 export class MmapResolver implements Disposable {
   /** The resolvers to give `rebuildGuestMemory`: kinds `'mmap'` and `'mmap-chunk'`. */
@@ -49,6 +54,7 @@ export class MmapResolver implements Disposable {
     this.#opened.clear();
   }
 
+  /** Same as {@link MmapResolver.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
