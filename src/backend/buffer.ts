@@ -1,4 +1,4 @@
-import { validateIndex } from '../address/address.js';
+import { isIndex, validateIndex } from '../address/address.js';
 import { hex } from '../errors.js';
 import type { BackendDescription, MemoryBackend } from './backend.js';
 import { BackendError } from './errors.js';
@@ -54,17 +54,14 @@ export interface SharedBufferDescription extends BackendDescription {
  * @throws {BackendError} `ERR_INVALID_ARG` for anything else.
  */
 export function sharedBufferBackend(description: BackendDescription): MemoryBackend {
-  const d = description as Partial<SharedBufferDescription>;
-  const { buffer, byteOffset, size } = d;
+  const { kind, buffer, byteOffset, size } = description as Partial<SharedBufferDescription>;
   if (
-    d.kind !== 'shared-array-buffer' ||
+    kind !== 'shared-array-buffer' ||
     buffer === undefined ||
     !isSharedArrayBuffer(buffer) ||
-    !Number.isSafeInteger(byteOffset) ||
-    !Number.isSafeInteger(size) ||
-    (byteOffset as number) < 0 ||
-    (size as number) < 0 ||
-    (byteOffset as number) + (size as number) > buffer.byteLength
+    !isIndex(byteOffset) ||
+    !isIndex(size) ||
+    byteOffset + size > buffer.byteLength
   ) {
     throw new BackendError('ERR_INVALID_ARG', 'not a shared-array-buffer description: it needs a SharedArrayBuffer and a byteOffset and size inside it');
   }

@@ -1,4 +1,4 @@
-import { GuestAddress } from '../address/address.js';
+import { GuestAddress, isIndex } from '../address/address.js';
 import type { BackendDescription, MemoryBackend } from '../backend/backend.js';
 import { sharedBufferBackend } from '../backend/buffer.js';
 import { isSharedArrayBuffer } from '../backend/views.js';
@@ -110,17 +110,16 @@ export function shareGuestMemory(memory: GuestMemory): GuestMemoryDescription {
     }
     return i;
   };
-  const regions = memory.regions().map((r): RegionDescription => {
-    const { start, length, offset, readOnly } = r;
-    const backend = indexOf(r.backend, r, 'its');
-    const bitmap = r.bitmap;
-    if (bitmap instanceof AtomicBitmap && bitmap.backing !== undefined) {
-      const { byteLength, pageSize, backing } = bitmap;
-      const words = { byteLength, pageSize, backend: indexOf(backing.backend, r, "its bitmap's"), offset: backing.offset };
-      return { start, length, offset, readOnly, backend, bitmap: words };
-    }
-    return { start, length, offset, readOnly, backend, bitmap: describeBitmap(r) };
-  });
+  const regions = memory.regions().map(
+    (r): RegionDescription => ({
+      start: r.start,
+      length: r.length,
+      offset: r.offset,
+      readOnly: r.readOnly,
+      backend: indexOf(r.backend, r, 'its'),
+      bitmap: describeBitmap(r, (words) => indexOf(words, r, "its bitmap's")),
+    }),
+  );
   return { type: 'guestmem/memory', backends, regions };
 }
 
@@ -146,7 +145,8 @@ export function rebuildGuestMemory(description: GuestMemoryDescription, options:
   const resolve = d.backends.map((b, i) => {
     const resolver = Object.hasOwn(resolvers, b.kind) ? resolvers[b.kind] : undefined;
     if (typeof resolver !== 'function') {
-      throw invalid('ERR_NO_RESOLVER', `backend ${i} is of kind '${b.kind}', which no resolver handles${b.kind.startsWith('mmap') ? ": pass guestmem/mmap's MmapResolver" : ''}`);
+      const hint = b.kind.startsWith('mmap') ? ": pass guestmem/mmap's MmapResolver" : '';
+      throw new GuestMemoryError('ERR_NO_RESOLVER', `backend ${i} is of kind '${b.kind}', which no resolver handles${hint}`);
     }
     return resolver;
   });
@@ -186,10 +186,16 @@ function describeBackend(b: MemoryBackend, r: GuestMemoryRegion, whose: string):
   return d;
 }
 
-function describeBitmap(r: GuestMemoryRegion): SharedBitmapDescription | undefined {
+/** `indexOf` gives the index of the backend holding a bitmap's words, describing it if new. */
+function describeBitmap(
+  r: GuestMemoryRegion,
+  indexOf: (words: MemoryBackend) => number,
+): SharedBitmapDescription | BackendBitmapDescription | undefined {
   const bitmap: Bitmap = r.bitmap;
   if (bitmap instanceof NoopBitmap) return undefined;
   if (!(bitmap instanceof AtomicBitmap)) throw notShareable(r, 'its bitmap is not an AtomicBitmap');
+  const { backing, byteLength, pageSize } = bitmap;
+  if (backing !== undefined) return { byteLength, pageSize, backend: indexOf(backing.backend), offset: backing.offset };
   try {
     return bitmap.share();
   } catch (err) {
@@ -215,16 +221,11 @@ function notShareable(r: GuestMemoryRegion, why: string, cause?: unknown): Guest
   });
 }
 
-function invalid(code: 'ERR_DESCRIPTION_INVALID' | 'ERR_NO_RESOLVER', message: string): GuestMemoryError {
-  return new GuestMemoryError(code, message);
-}
-
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
-const isIndex = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** Checks data that may come from another process before anything uses it. */
 function checkDescription(d: unknown): GuestMemoryDescription {
-  const bad = (why: string) => invalid('ERR_DESCRIPTION_INVALID', `not a guest memory description: ${why}`);
+  const bad = (why: string) => new GuestMemoryError('ERR_DESCRIPTION_INVALID', `not a guest memory description: ${why}`);
   if (!isObject(d) || d.type !== 'guestmem/memory') throw bad("its type is not 'guestmem/memory'");
   const { backends, regions } = d;
   if (!Array.isArray(backends) || !Array.isArray(regions)) throw bad('backends and regions must be arrays');
