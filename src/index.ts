@@ -7,9 +7,9 @@ export * from './address/address.js';
 export * from './address/range.js';
 export * from './address/errors.js';
 export { GuestmemError, type ErrorDetails } from './errors.js';
-export type { MemoryBackend } from './backend/backend.js';
-export { heapBackend, sharedBackend, adoptBackend } from './backend/buffer.js';
-export { WasmMemoryBackend, type WebAssemblyMemory } from './backend/wasm.js';
+export type { BackendDescription, MemoryBackend } from './backend/backend.js';
+export { heapBackend, sharedBackend, adoptBackend, sharedBufferBackend, type SharedBufferDescription } from './backend/buffer.js';
+export { WasmMemoryBackend, type WasmMemoryDescription, type WebAssemblyMemory } from './backend/wasm.js';
 export { BackingViews, MAX_VIEW_BYTES } from './backend/views.js';
 export * from './backend/errors.js';
 export * from './bitmap/bitmap.js';
@@ -41,6 +41,7 @@ export {
   type RegionAddress,
 } from './memory/guest-memory.js';
 export * from './memory/errors.js';
+export * from './memory/share.js';
 export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
 export { layoutPath, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
 export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
