@@ -50,7 +50,7 @@ export { MemoryBacking } from './manager/backing.js';
 export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, X86_LEGACY_SPLIT } from './manager/builder.js';
 export type { UnmappedPolicy } from './manager/dispatch.js';
 export * from './manager/errors.js';
-export type { FlatSpan, FlatViewEvent, SpanKind } from './manager/flat-view.js';
+export type { FlatSpan, FlatViewEvent, SpanAdded, SpanChanged, SpanKind, SpanRemoved } from './manager/flat-view.js';
 export { MemoryManager, RestrictedMemory, type FlatViewListener, type MemoryManagerOptions } from './manager/manager.js';
 export {
   Region,

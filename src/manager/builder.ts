@@ -11,7 +11,9 @@ import type { Region } from './regions.js';
 
 /** A guest address space layout: RAM ranges and the MMIO gaps between them, sorted, disjoint. */
 export interface MemoryLayout {
+  /** The RAM ranges, ascending; they lie one after another in the backing. */
   readonly ram: readonly AddressRange<GuestAddress>[];
+  /** The gaps left for MMIO (a PCI hole...): they count for the alias map's fit. */
   readonly mmio?: readonly AddressRange<GuestAddress>[];
 }
 
@@ -27,6 +29,7 @@ export type BackingAllocator = (
 
 /** What {@link GuestMemoryBuilder.build} makes. */
 export interface BuiltMemory {
+  /** The manager holding the RAM (and alias) regions; add ROM, devices and MMIO to it. */
   readonly manager: MemoryManager;
   /** The RAM backing: hand it to {@link GuestMemoryBuilder.existingBacking} to rebuild the same memory. */
   readonly backing: MemoryBacking;
@@ -34,7 +37,9 @@ export interface BuiltMemory {
   readonly ram: readonly Region[];
   /** The alias map's regions, one per RAM region, or none. */
   readonly aliases: readonly Region[];
+  /** The layout it was built from. */
   readonly layout: MemoryLayout;
+  /** Where the alias map starts, if there is one. */
   readonly aliasMapOffset: number | undefined;
   /** Asked of the builder; a hypervisor mapping the memory pins it. */
   readonly pinMappings: boolean;
@@ -56,10 +61,13 @@ export const X86_LEGACY_SPLIT: readonly number[] = Object.freeze([
  * legacy splitting and an alias map.
  *
  * @example
- * const { manager } = new GuestMemoryBuilder().x86LegacySupport(true).build({
- *   ram: [AddressRange.fromLength(GuestAddress(0), 0xc000_0000), AddressRange.fromLength(GuestAddress(2 ** 32), 2 ** 30)],
+ * const { manager, ram } = new GuestMemoryBuilder().x86LegacySupport(true).build({
+ *   ram: [AddressRange.fromLength(GuestAddress(0), 0x400000), AddressRange.fromLength(GuestAddress(2 ** 32), 0x100000)],
  *   mmio: [AddressRange.fromLength(GuestAddress(0xc000_0000), 0x4000_0000)],
  * });
+ * ram.length; // => 17
+ * manager.setVisibility(AddressRange.fromLength(GuestAddress(0xa0000), 0x20000), 'unmapped');
+ * manager.read(GuestAddress(0xb8000), 2); // => 0xffff
  */
 export class GuestMemoryBuilder {
   #existing: MemoryBacking | undefined;

@@ -9,12 +9,15 @@ export type SpanKind = 'ram' | 'rom' | 'device' | 'mmio';
  * of a winning alias) from `offset` on.
  */
 export interface FlatSpan {
+  /** The guest address of its first byte. */
   readonly start: GuestAddress;
+  /** The exclusive end. */
   readonly end: GuestAddress;
   /** The region that wins here (possibly an alias). */
   readonly region: Region;
   /** The region whose contents show: `region`, or its target. */
   readonly source: Region;
+  /** The kind of `source`. */
   readonly kind: SpanKind;
   /** Offset in `source` of the byte at `start` (an MMIO handler's offset). */
   readonly offset: number;
@@ -25,10 +28,33 @@ export interface FlatSpan {
 }
 
 /** A change of the flat view, as a listener receives it. */
-export type FlatViewEvent =
-  | { readonly type: 'removed'; readonly span: FlatSpan }
-  | { readonly type: 'changed'; readonly span: FlatSpan; readonly previous: FlatSpan }
-  | { readonly type: 'added'; readonly span: FlatSpan };
+export type FlatViewEvent = SpanRemoved | SpanChanged | SpanAdded;
+
+/** A span that no longer shows. */
+export interface SpanRemoved {
+  /** The event kind. */
+  readonly type: 'removed';
+  /** The span as it was. */
+  readonly span: FlatSpan;
+}
+
+/** A span that keeps its range but shows something else (another region, offset or access). */
+export interface SpanChanged {
+  /** The event kind. */
+  readonly type: 'changed';
+  /** The span now. */
+  readonly span: FlatSpan;
+  /** The span it replaces. */
+  readonly previous: FlatSpan;
+}
+
+/** A new span. */
+export interface SpanAdded {
+  /** The event kind. */
+  readonly type: 'added';
+  /** The span. */
+  readonly span: FlatSpan;
+}
 
 /** True when a region shows anything now: mapped, and for an alias, its target mapped too. */
 export function isShowing(r: Region): boolean {

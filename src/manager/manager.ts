@@ -43,8 +43,11 @@ export type FlatViewListener = (events: readonly FlatViewEvent[]) => void;
  * const mm = new MemoryManager();
  * const ram = MemoryBacking.allocate(0x100000);
  * mm.addRam({ name: 'ram', start: GuestAddress(0), length: 0x100000, backing: ram });
- * mm.addMmio({ name: 'uart', start: GuestAddress(0x3f8), length: 8, handler, priority: 300 });
- * mm.read(GuestAddress(0x3f8), 1); // handler.read(0, 1)
+ * const uart = { read: (offset: number) => 0x60 + offset, write: () => {} };
+ * mm.addMmio({ name: 'uart', start: GuestAddress(0x3f8), length: 8, handler: uart, priority: 300 });
+ * mm.read(GuestAddress(0x3fd), 1); // => 0x65
+ * mm.write(GuestAddress(0x1000), 4, 0xc0ffee);
+ * mm.memory().readU32LE(GuestAddress(0x1000)); // => 0xc0ffee
  */
 export class MemoryManager {
   #regions: readonly Region[] = [];
@@ -248,7 +251,14 @@ export class MemoryManager {
    * @throws {MemoryManagerError} `ERR_REENTRANT_CHANGE` from inside a listener,
    *   `ERR_LISTENER_FAILED` after the change when a listener threw.
    * @example
-   * manager.batch(() => { for (const pam of pams) manager.setVisibility(pam, 'read-only'); });
+   * const { manager, ram } = new GuestMemoryBuilder().x86LegacySupport(true).build({ ram: [AddressRange.fromLength(GuestAddress(0), 0x200000)] });
+   * const pams = ram.filter((r) => r.name.startsWith('pam-'));
+   * let calls = 0;
+   * manager.subscribe(() => calls++);
+   * manager.batch(() => {
+   *   for (const pam of pams) manager.setVisibility(pam, 'read-only');
+   * });
+   * calls; // => 2
    */
   batch(changes: () => void): void {
     if (this.#notifying) {

@@ -24,6 +24,7 @@ export type AccessSize = 1 | 2 | 4;
 export interface MmioHandler {
   /** Returns the `size`-byte value at `offset` (an unsigned integer below 2^(8·size)). */
   read(offset: number, size: AccessSize): number;
+  /** Takes the `size`-byte `value` the guest wrote at `offset`. */
   write(offset: number, size: AccessSize, value: number): void;
 }
 
@@ -37,8 +38,11 @@ export const DEVICE_PRIORITY = 0;
 
 /** What every region description has. */
 export interface RegionSpec {
+  /** What dumps and errors call it. */
   name: string;
+  /** The guest address of its first byte. */
   start: GuestAddress;
+  /** Its length in bytes (not 0). */
   length: number;
   /** Higher wins where regions overlap; equal priorities must not overlap. */
   priority?: number;
@@ -46,6 +50,7 @@ export interface RegionSpec {
 
 /** A RAM, ROM or device memory region: `length` bytes of `backing` from `backingOffset`. */
 export interface BackedRegionSpec extends RegionSpec {
+  /** The memory behind it. */
   backing: MemoryBacking;
   /** Default 0. */
   backingOffset?: number;
@@ -55,11 +60,13 @@ export interface BackedRegionSpec extends RegionSpec {
 
 /** A ROM region. */
 export interface RomRegionSpec extends BackedRegionSpec {
+  /** Where guest writes go (default: nowhere). */
   onWrite?: RomWriteHandler;
 }
 
 /** An MMIO region. */
 export interface MmioRegionSpec extends RegionSpec {
+  /** Serves the guest's accesses. */
   handler: MmioHandler;
   /** The access sizes the handler takes (default 1, 2, 4); others are split into these. */
   accessSizes?: readonly AccessSize[];
@@ -69,6 +76,7 @@ export interface MmioRegionSpec extends RegionSpec {
 
 /** An alias: `length` bytes of `target` from `offset`, shown at `start`. */
 export interface AliasRegionSpec extends RegionSpec {
+  /** The region shown (not an alias). */
   target: Region;
   /** Default 0. */
   offset?: number;
@@ -81,22 +89,31 @@ export interface AliasRegionSpec extends RegionSpec {
  * belongs to it. Made by the manager's `add*` methods; only the manager changes its visibility.
  */
 export class Region {
+  /** What dumps and errors call it. */
   readonly name: string;
+  /** What it is. */
   readonly kind: RegionKind;
+  /** The guest address of its first byte. */
   readonly start: GuestAddress;
+  /** The exclusive end, `start + length`. */
   readonly end: GuestAddress;
+  /** Bytes of guest address space it claims. */
   readonly length: number;
+  /** Higher wins where regions overlap. */
   readonly priority: number;
-  /** RAM, ROM, device memory: the backing and where the region starts in it. */
+  /** RAM, ROM, device memory: the backing. */
   readonly backing: MemoryBacking | undefined;
+  /** RAM, ROM, device memory: where the region starts in its backing (0 for other kinds). */
   readonly backingOffset: number;
-  /** MMIO: the handler and the access sizes it takes. */
+  /** MMIO: the handler. */
   readonly handler: MmioHandler | undefined;
+  /** MMIO: the access sizes the handler takes, ascending (empty for other kinds). */
   readonly accessSizes: readonly AccessSize[];
   /** ROM: where guest writes go. */
   readonly onWrite: RomWriteHandler | undefined;
-  /** Alias: the region shown, and the offset in it of the alias's first byte. */
+  /** Alias: the region shown. */
   readonly target: Region | undefined;
+  /** Alias: the offset in the target of the alias's first byte (0 for other kinds). */
   readonly targetOffset: number;
   /** @internal Changed only by the manager that holds the region. */
   _visibility: Visibility;
@@ -152,6 +169,7 @@ export class Region {
     return this.backing !== undefined;
   }
 
+  /** E.g. `ram region ram-0 [0x100000, 0x400000)`. */
   toString(): string {
     return `${this.kind} region ${this.name} ${this.range}`;
   }
