@@ -76,11 +76,13 @@ export class MemoryBacking {
 
   /**
    * Guest memory regions showing backing bytes `[offset, offset + length)` at guest address
-   * `start`: one per chunk the range touches.
+   * `start`: one per chunk the range touches, refusing writes when `readOnly`.
    *
    * @throws {MemoryManagerError} `ERR_INVALID_REGION` when the range passes the end of the backing.
+   * @throws {RegionError} `ERR_REGION_READ_ONLY_BACKEND` for writable regions over a read-only
+   *   backend.
    */
-  regions(start: GuestAddress, offset: number, length: number): GuestMemoryRegion[] {
+  regions(start: GuestAddress, offset: number, length: number, readOnly = false): GuestMemoryRegion[] {
     if (offset + length > this.size) {
       throw new MemoryManagerError(
         'ERR_INVALID_REGION',
@@ -94,7 +96,7 @@ export class MemoryBacking {
       const within = offset + done - this.#starts[i];
       const n = Math.min(length - done, this.chunks[i].size - within);
       const bitmap = this.bitmap?.sliceAt(offset + done);
-      if (n > 0) out.push(new GuestMemoryRegion((start + done) as GuestAddress, this.chunks[i], { offset: within, length: n, bitmap }));
+      if (n > 0) out.push(new GuestMemoryRegion((start + done) as GuestAddress, this.chunks[i], { offset: within, length: n, bitmap, readOnly }));
       done += n;
     }
     return out;

@@ -388,3 +388,26 @@ test('batch: several changes as one, or none of them', () => {
   assert.throws(() => mm.map(pams[3]), reentrant);
   assert.equal(pams[3].visibility, 'read-write');
 });
+
+test('the guest memory refuses writes to ROM and read-only spans, as restricted views do', () => {
+  const mm = new MemoryManager();
+  const backing = MemoryBacking.allocate(0x4000);
+  const ram = mm.addRam({ name: 'ram', start: G(0), length: 0x2000, backing });
+  mm.addRom({ name: 'rom', start: G(0x2000), length: 0x1000, backing, backingOffset: 0x2000 });
+  const check = (mem: ReturnType<MemoryManager['memory']>, addr: number) => {
+    assert.throws(() => mem.writeU32LE(G(addr), 1), { name: 'GuestMemoryError', code: 'ERR_READ_ONLY' });
+    assert.throws(() => mem.writeSlice(G(addr - 2), new Uint8Array(4)), { code: 'ERR_READ_ONLY' });
+    assert.equal(mem.readU32LE(G(addr)), 0);
+  };
+  check(mm.memory(), 0x2000);
+  mm.memory().writeU16LE(G(0x1ffe), 0xabcd); // RAM before the ROM is writable
+  const dma = mm.restrict([R(0x1000, 0x2000)]);
+  check(dma.memory(), 0x2000);
+  mm.setVisibility(ram, 'read-only');
+  check(mm.memory(), 0x1000);
+  check(dma.memory(), 0x1002);
+  assert.equal(mm.memory().readU16LE(G(0x1ffe)), 0xabcd, 'and the refused straddling write changed nothing');
+  mm.setVisibility(ram, 'read-write');
+  mm.memory().writeU32LE(G(0x1000), 7);
+  assert.equal(mm.read(G(0x1000), 4), 7);
+});

@@ -348,7 +348,8 @@ export class MemoryManager {
 
   /**
    * The current guest memory of the readable RAM, ROM and device spans: a snapshot that stays as
-   * it is while the layout changes (ask again for the new one).
+   * it is while the layout changes (ask again for the new one). ROM and read-only spans refuse
+   * every write path with `ERR_READ_ONLY`, before any byte changes.
    *
    * @throws {MemoryManagerError} `ERR_NO_MEMORY` while no backed span is visible.
    */
@@ -469,10 +470,10 @@ function mergeRanges(ranges: AddressRange<GuestAddress>[]): AddressRange<GuestAd
   return out;
 }
 
-/** The guest memory regions of a backed span. */
+/** The guest memory regions of a backed span: read-only where the span is. */
 function regionsOf(span: FlatSpan): GuestMemoryRegion[] {
   const backing = span.source.backing as MemoryBacking;
-  return backing.regions(span.start, span.backingOffset as number, span.end - span.start);
+  return backing.regions(span.start, span.backingOffset as number, span.end - span.start, span.access === 'read-only');
 }
 
 function validateVisibility(v: unknown): asserts v is Visibility {
