@@ -57,7 +57,7 @@ export interface SpanAdded {
 }
 
 /** True when a region shows anything now: mapped, and for an alias, its target mapped too. */
-export function isShowing(r: Region): boolean {
+function isShowing(r: Region): boolean {
   return r._visibility !== 'unmapped' && (r.target === undefined || r.target._visibility !== 'unmapped');
 }
 
@@ -117,7 +117,7 @@ function spanOf(region: Region, start: number, end: number): FlatSpan {
 }
 
 /** True when two spans show the same thing at the same addresses. */
-export function sameSpan(a: FlatSpan, b: FlatSpan): boolean {
+function sameSpan(a: FlatSpan, b: FlatSpan): boolean {
   return (
     a.start === b.start &&
     a.end === b.end &&
