@@ -104,7 +104,7 @@ function apply(mm: MemoryManager, backing: MemoryBacking, c: Command, n: number)
 
 test('the flat view matches a per-page model, and a listener replaying events matches the flat view', () => {
   fc.assert(
-    fc.property(fc.array(command, { maxLength: 40 }), (commands) => {
+    fc.property(fc.array(fc.oneof({ arbitrary: command, weight: 4 }, fc.array(command, { minLength: 1, maxLength: 4 })), { maxLength: 40 }), (commands) => {
       const mm = new MemoryManager();
       const backing = MemoryBacking.allocate((PAGES + 16) * PAGE);
       const replay = new Map<number, FlatSpan>();
@@ -122,15 +122,43 @@ test('the flat view matches a per-page model, and a listener replaying events ma
           }
         }
       });
-      commands.forEach((c, n) => {
+      /** Runs `c`, checking it fails as the model says; true when it was refused. */
+      const step = (c: Command, n: number): boolean => {
         const want = expectedError(mm, c);
-        if (want === 'none') return;
+        if (want === 'none') return false;
+        if (want === undefined) {
+          apply(mm, backing, c, n);
+          return false;
+        }
+        assert.throws(() => apply(mm, backing, c, n), { code: want });
+        return true;
+      };
+      commands.forEach((c, n) => {
         const before = mm.flatView();
+        const regions = mm.regions();
+        const visibility = regions.map((r) => r.visibility);
         lastBatch = -1;
-        if (want === undefined) apply(mm, backing, c, n);
-        else {
-          assert.throws(() => apply(mm, backing, c, n), { code: want });
+        let refused: boolean;
+        if (Array.isArray(c)) {
+          // A batch: one event call at most; a refused step undoes every step before it.
+          refused = false;
+          try {
+            mm.batch(() => {
+              for (const [k, sub] of c.entries()) {
+                if (step(sub, n * 10 + k)) {
+                  refused = true;
+                  throw new Error('undo');
+                }
+              }
+            });
+          } catch (e) {
+            assert.equal((e as Error).message, 'undo');
+          }
+        } else refused = step(c, n);
+        if (refused) {
           assert.equal(mm.flatView(), before, 'a refused change changes nothing');
+          assert.deepEqual(mm.regions(), regions);
+          assert.deepEqual(regions.map((r) => r.visibility), visibility);
           assert.equal(lastBatch, -1, 'and tells no listener');
         }
         const spans = mm.flatView();
