@@ -8,8 +8,9 @@ import type { AccessSize, MmioHandler, RomWriteHandler } from './regions.js';
 /**
  * What guest accesses to addresses no region shows do: `'ignore'` reads all ones and drops
  * writes (what a bus without a responder does), `'error'` throws `ERR_UNMAPPED_ACCESS`. The same
- * policy decides whether a write to read-only RAM or device memory is dropped or throws
- * `ERR_READ_ONLY`; writes to ROM always go to its write handler, or nowhere.
+ * policy decides whether a write to read-only RAM or device memory with nothing writable below
+ * it is dropped or throws `ERR_READ_ONLY`; writes to ROM always go to its write handler, or
+ * nowhere.
  */
 export type UnmappedPolicy = 'ignore' | 'error';
 
@@ -328,8 +329,9 @@ function writeSplit(p: Piece, value: number, write: (off: number, size: AccessSi
 }
 
 function readRegion(mem: GuestMemoryRegion, off: number, size: AccessSize): number {
-  // The region's own views, as its accessors use them; a miss (grown or closed memory) takes
-  // the accessor, which refreshes them or throws.
+  // The region's own views, as its accessors use them (host order: guestmem assumes a
+  // little-endian host); a miss (grown or closed memory) takes the accessor, which refreshes
+  // the views or throws.
   const v = mem.v;
   const abs = mem.base + off;
   if (abs + size <= v.u8.length) {
