@@ -141,6 +141,9 @@ test('an allocator gets the size with prefetch and pin, and its backing is check
   });
   assert.throws(() => failing.build({ ram: [R(0, 4096)] }), (e: any) => e.code === 'ERR_ALLOCATION_FAILED' && e.cause.message === 'no memory today');
   assert.throws(() => new GuestMemoryBuilder().allocator('mmap' as never), { code: 'ERR_INVALID_ARG' });
+  assert.throws(() => new GuestMemoryBuilder().unmapped('loud' as never), { code: 'ERR_INVALID_ARG' });
+  const strict = new GuestMemoryBuilder().unmapped('error').build({ ram: [R(0, 4096)] });
+  assert.throws(() => strict.manager.read(G(4096), 1), { code: 'ERR_UNMAPPED_ACCESS' });
   assert.throws(() => new GuestMemoryBuilder().allocator(() => [] as never).build({ ram: [R(0, 1)] }), { code: 'ERR_INVALID_ARG' });
 });
 

@@ -136,8 +136,11 @@ export class GuestMemoryBuilder {
     return this;
   }
 
-  /** The manager's policy for accesses to nothing. */
+  /** The manager's policy for accesses to nothing (default `'ignore'`). */
   unmapped(policy: UnmappedPolicy): this {
+    if (policy !== 'ignore' && policy !== 'error') {
+      throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
+    }
     this.#unmapped = policy;
     return this;
   }

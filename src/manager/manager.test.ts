@@ -411,3 +411,20 @@ test('the guest memory refuses writes to ROM and read-only spans, as restricted 
   mm.memory().writeU32LE(G(0x1000), 7);
   assert.equal(mm.read(G(0x1000), 4), 7);
 });
+
+test('a change whose guest memory cannot be built is undone: RAM over a read-only backend', () => {
+  const mm = new MemoryManager();
+  const bytes = MemoryBacking.allocate(0x1000).chunks[0];
+  const image = new MemoryBacking({ kind: 'image', size: bytes.size, byteOffset: 0, shared: false, readOnly: true, views: () => bytes.views() });
+  const rom = mm.addRom({ name: 'rom', start: G(0), length: 0x1000, backing: image });
+  const before = mm.flatView();
+  const generation = mm.generation;
+  assert.throws(() => mm.addRam({ name: 'ram', start: G(0x1000), length: 0x1000, backing: image }), {
+    name: 'RegionError',
+    code: 'ERR_REGION_READ_ONLY_BACKEND',
+  });
+  assert.deepEqual(mm.regions(), [rom]);
+  assert.equal(mm.flatView(), before);
+  assert.equal(mm.generation, generation);
+  assert.equal(mm.memory().regions()[0].readOnly, true);
+});
