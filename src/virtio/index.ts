@@ -30,6 +30,7 @@ export {
   type PostedChain,
   type RawDescriptor,
   splitRingLayout,
+  type SplitRingLayout,
   type UsedElement,
   VirtqueueDriver,
 } from './driver.js';

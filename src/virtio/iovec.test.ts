@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { heapBackend } from '../backend/buffer.js';
+import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { fsCalls } from '../bytes/fd-io.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
@@ -185,6 +186,27 @@ describe('IoVecBufferMut', () => {
     assert.throws(() => iov.appendChain(broken), virtioError('ERR_DESC_ADDRESS', { index: 7 }));
     assert.deepEqual([iov.length, iov.viewCount, iov.chainCount], [0x1000, 1, 1]);
     assert.deepEqual(bitmaps.map(pagesOf), [[], []]);
+  });
+
+  test('ERR_IOVEC_READ_ONLY_MEMORY: a writable buffer in ROM is refused before anything is marked', () => {
+    const bitmap = new AtomicBitmap(0x10000);
+    const mem = GuestMemory.fromRegions([
+      new GuestMemoryRegion(G(0), heapBackend(0x10000), { bitmap }),
+      new GuestMemoryRegion(G(0x10000), heapBackend(0x1000), { readOnly: true }),
+    ]);
+    const { drv, q } = setup(16, { mem, dataBase: 0x8000, dataSize: 0x1000 });
+    const W = VIRTQ_DESC_F_WRITE;
+    drv.writeDescriptor(0, { addr: 0x8000, len: 0x100, flags: W | VIRTQ_DESC_F_NEXT, next: 1 });
+    drv.writeDescriptor(1, { addr: 0x10000, len: 0x100, flags: W, next: 0 });
+    drv.writeDescriptor(2, { addr: 0x10000, len: 0x100, flags: 0, next: 0 });
+    for (const head of [0, 0, 2]) drv.publish(head);
+    const [a, b, rom] = [q.pop(), q.pop(), q.pop()] as DescriptorChain[];
+    bitmap.resetAll();
+    const iov = new IoVecBufferMut();
+    assert.throws(() => iov.appendChain(a), virtioError('ERR_IOVEC_READ_ONLY_MEMORY', { index: 0 }));
+    assert.throws(() => splitChain(b), virtioError('ERR_IOVEC_READ_ONLY_MEMORY'));
+    assert.deepEqual([iov.length, bitmap.count()], [0, 0]);
+    assert.equal(IoVecBuffer.fromChain(rom).length, 0x100, 'reading ROM is fine');
   });
 
   test('ERR_IOVEC_OVERFLOW: totals past 2^32 - 1, for one chain and across appended chains', () => {

@@ -28,8 +28,11 @@ export interface ParsedChain {
 
 /** The readable and writable parts of one chain (see {@link splitChain}). */
 export interface ReaderWriter {
+  /** The chain's head index. */
   readonly head: number;
+  /** The device-readable descriptors (e.g. a request header and data). */
   readonly reader: IoVecBuffer;
+  /** The device-writable descriptors (e.g. data and a status byte). */
   readonly writer: IoVecBufferMut;
 }
 
@@ -205,7 +208,8 @@ export class IoVecBufferMut {
    * Appends a chain of device-writable descriptors after the ones already held.
    *
    * @throws {VirtioError} `ERR_IOVEC_READ_ONLY`, `ERR_IOVEC_OVERFLOW` (total past 2^32 - 1),
-   *   `ERR_IOVEC_FULL` (more than `capacity` views), or any chain error; the buffer is unchanged.
+   *   `ERR_IOVEC_FULL` (more than `capacity` views), `ERR_IOVEC_READ_ONLY_MEMORY` (a buffer in
+   *   ROM), or any chain error; the buffer is unchanged.
    */
   appendChain(chain: DescriptorChain): ParsedChain {
     const descs = chain.descriptors();
@@ -231,6 +235,11 @@ export class IoVecBufferMut {
 
   /** Appends the slices' views, marking their pages dirty first. */
   #pushSlices(head: number, slices: readonly VolatileSlice[], length: number): ParsedChain {
+    if (slices.some((s) => s.readOnly)) {
+      throw new VirtioError('ERR_IOVEC_READ_ONLY_MEMORY', `chain ${head} has a device-writable buffer in read-only guest memory`, {
+        index: head,
+      });
+    }
     const views = new Array<Uint8Array>(slices.length);
     for (let i = 0; i < slices.length; i++) views[i] = slices[i].view('write');
     return this.#push(head, views, length);
@@ -323,7 +332,7 @@ export class IoVecBufferMut {
  * header and data out and a status back (virtio-blk, virtio-scsi). The chain is checked whole
  * before either buffer exists; readable after writable is already refused by the chain.
  *
- * @throws {VirtioError} `ERR_IOVEC_OVERFLOW`, or any chain error.
+ * @throws {VirtioError} `ERR_IOVEC_OVERFLOW`, `ERR_IOVEC_READ_ONLY_MEMORY`, or any chain error.
  */
 export function splitChain(chain: DescriptorChain): ReaderWriter {
   const descs = chain.descriptors();
