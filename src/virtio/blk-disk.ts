@@ -31,7 +31,7 @@ export interface BlockDisk {
 
 /** Options of an {@link FdDisk}. */
 export interface FdDiskOptions {
-  /** Bytes of the disk (default: the file's size now). */
+  /** Bytes of the disk (default: the file's size now; give it for a block device, whose fstat size is 0). */
   size?: number;
   /** Refuse writes, discards and write-zeroes (default false). */
   readOnly?: boolean;

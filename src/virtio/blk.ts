@@ -95,7 +95,6 @@ class RequestFailure {
  * const header = new Uint8Array(16);
  * header[0] = VIRTIO_BLK_T_GET_ID;
  * const posted = driver.post([header], [VIRTIO_BLK_ID_BYTES, 1]);
- * queue.disableNotification();
  * blk.processQueue(queue); // => 1
  * driver.read(posted.writable[1]); // => Uint8Array.of(VIRTIO_BLK_S_OK)
  * new TextDecoder().decode(driver.read(posted.writable[0]).subarray(0, 5)); // => 'disk0'
@@ -121,9 +120,9 @@ export class VirtioBlk {
     }
     this.#id = new Uint8Array(VIRTIO_BLK_ID_BYTES);
     this.#id.set(id);
-    this.#queueSize = options.queueSize ?? 256;
-    this.#maxDiscardSectors = options.maxDiscardSectors ?? 1 << 22;
-    this.#maxDiscardSegments = options.maxDiscardSegments ?? 1;
+    this.#queueSize = checkU32(options.queueSize ?? 256, 'queueSize');
+    this.#maxDiscardSectors = checkU32(options.maxDiscardSectors ?? 1 << 22, 'maxDiscardSectors');
+    this.#maxDiscardSegments = checkU32(options.maxDiscardSegments ?? 1, 'maxDiscardSegments');
   }
 
   /** The device feature bits to offer (ring features included). */
@@ -310,6 +309,11 @@ export class VirtioBlk {
     }
     return out;
   }
+}
+
+function checkU32(value: number, name: string): number {
+  if (Number.isInteger(value) && value >= 1 && value <= 0xffff_ffff) return value;
+  throw new VirtioError('ERR_INVALID_ARG', `${name} must be an integer from 1 to 2^32 - 1, got ${String(value)}`);
 }
 
 function fail(status: number, code: 'ERR_BLK_REQUEST' | 'ERR_BLK_SECTOR_RANGE' | 'ERR_BLK_UNSUPPORTED', message: string, index: number): never {

@@ -50,7 +50,7 @@ export type VirtioErrorCode =
   | 'ERR_BLK_REQUEST'
   /** A virtio-blk request for sectors beyond the disk's capacity. */
   | 'ERR_BLK_SECTOR_RANGE'
-  /** A virtio-blk request type or flag the device does not support. */
+  /** A virtio-blk request type or flag the device does not support, or a write to a read-only disk. */
   | 'ERR_BLK_UNSUPPORTED'
   /** A disk operation failed; `cause` is the system error. */
   | 'ERR_BLK_IO'

@@ -89,8 +89,11 @@ describe('IoVecBufferMut', () => {
 
   test('length, and appending a second chain', () => {
     const a = fourChain(true);
-    const iov = IoVecBufferMut.fromChain(a.chain);
-    assert.equal(iov.length, 256);
+    const one = IoVecBufferMut.fromChain(a.chain);
+    assert.deepEqual([one.length, one.capacity], [256, 4]);
+    assert.throws(() => one.appendChain(fourChain(true).chain), virtioError('ERR_IOVEC_FULL'));
+    const iov = new IoVecBufferMut();
+    iov.appendChain(fourChain(true).chain);
     const parsed = iov.appendChain(fourChain(true).chain);
     assert.deepEqual(parsed, { head: a.chain.head, length: 256, viewCount: 4 });
     assert.equal(iov.length, 512);

@@ -18,7 +18,7 @@ const MAX_U32 = 0xffff_ffff;
 
 /** What {@link IoVecBufferMut.appendChain} added: one chain's share of the buffer. */
 export interface ParsedChain {
-  /** The chain's head index, for the used ring. */
+  /** The chain's head index, for the used ring (-1 for the parts of {@link IoVecBufferMut.fromBytes}). */
   readonly head: number;
   /** Its bytes. */
   readonly length: number;
@@ -59,14 +59,7 @@ export class IoVecBuffer {
    */
   static fromChain(chain: DescriptorChain): IoVecBuffer {
     const descs = chain.descriptors();
-    const w = descs.find((d) => d.writable);
-    if (w !== undefined) {
-      throw new VirtioError('ERR_IOVEC_WRITE_ONLY', `descriptor ${w.index} of chain ${chain.head} is device-writable`, {
-        index: w.index,
-        address: w.addr,
-        length: w.len,
-      });
-    }
+    checkDirection(chain, descs, false);
     return IoVecBuffer._fromDescriptors(chain, descs);
   }
 
@@ -155,14 +148,15 @@ export class IoVecBufferMut {
   }
 
   /**
-   * The buffer of a chain that has only device-writable descriptors.
+   * The buffer of one chain that has only device-writable descriptors, its capacity exactly the
+   * chain's views.
    *
-   * @throws {VirtioError} as {@link appendChain}.
+   * @throws {VirtioError} as {@link appendChain}, but never `ERR_IOVEC_FULL`.
    */
-  static fromChain(chain: DescriptorChain, capacity = 256): IoVecBufferMut {
-    const b = new IoVecBufferMut(capacity);
-    b.appendChain(chain);
-    return b;
+  static fromChain(chain: DescriptorChain): IoVecBufferMut {
+    const descs = chain.descriptors();
+    checkDirection(chain, descs, true);
+    return IoVecBufferMut._fromDescriptors(chain, descs, 0, descs.length);
   }
 
   /** A buffer over plain byte arrays: for device models tested without guest memory. */
@@ -213,14 +207,7 @@ export class IoVecBufferMut {
    */
   appendChain(chain: DescriptorChain): ParsedChain {
     const descs = chain.descriptors();
-    const r = descs.find((d) => !d.writable);
-    if (r !== undefined) {
-      throw new VirtioError('ERR_IOVEC_READ_ONLY', `descriptor ${r.index} of chain ${chain.head} is device-readable`, {
-        index: r.index,
-        address: r.addr,
-        length: r.len,
-      });
-    }
+    checkDirection(chain, descs, true);
     const length = totalLength(descs, 0, descs.length, this.#length) - this.#length;
     const slices = sliceAll(chain.memory, descs, 0, descs.length);
     if (this.viewCount + slices.length > this.capacity) {
@@ -346,6 +333,17 @@ export function splitChain(chain: DescriptorChain): ReaderWriter {
     reader: IoVecBuffer._fromDescriptors(chain, descs, 0, k),
     writer: IoVecBufferMut._fromDescriptors(chain, descs, k, descs.length),
   };
+}
+
+/** Throws unless every descriptor goes the one way (device-writable or device-readable). */
+function checkDirection(chain: DescriptorChain, descs: readonly Descriptor[], writable: boolean): void {
+  const d = descs.find((x) => x.writable !== writable);
+  if (d === undefined) return;
+  throw new VirtioError(
+    writable ? 'ERR_IOVEC_READ_ONLY' : 'ERR_IOVEC_WRITE_ONLY',
+    `descriptor ${d.index} of chain ${chain.head} is device-${writable ? 'readable' : 'writable'}`,
+    { index: d.index, address: d.addr, length: d.len },
+  );
 }
 
 /** The slices covering the ranges of `descs[from, to)`, in order (ranges re-checked here). */
