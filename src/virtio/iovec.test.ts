@@ -268,11 +268,12 @@ describe('zero-copy fd I/O', () => {
       assert.equal(iov.writeToFd(fd, 60, 100, 4), 100);
       assert.equal(iov.writeToFd(fd, 250, 100, 104), 6, 'the buffer ends first');
       assert.equal(iov.writeToFd(fd, 256, 1, 0), 0);
+      assert.equal(iov.writeToFd(fd, 0, 2), 2, 'no position: the fd\'s own, from its start');
     } finally {
       closeSync(fd);
     }
     const got = new Uint8Array(readFileSync(path));
-    assert.deepEqual(got.subarray(0, 4), new Uint8Array(4).fill(0xee));
+    assert.deepEqual(got.subarray(0, 4), Uint8Array.of(0, 1, 0xee, 0xee));
     assert.deepEqual(got.subarray(4, 104), bytes(100, 60));
     assert.deepEqual(got.subarray(104), bytes(6, 250));
   });
