@@ -40,7 +40,9 @@ export interface ReaderWriter {
  * The device-readable buffers of a descriptor chain.
  *
  * Every descriptor's whole range was checked to be guest memory when the buffer was built. The
- * views stay valid for the request's life; after a WebAssembly memory grows, build it again.
+ * views stay valid for the request's life: close a backend only once the requests over it are
+ * done (views of a closed one are empty, and transfers through them come up short); after a
+ * WebAssembly memory grows, build the buffer again.
  */
 export class IoVecBuffer {
   readonly #views: Uint8Array[];
@@ -285,13 +287,16 @@ export class IoVecBufferMut {
    * Writes all of `buf` at `offset`, or nothing.
    *
    * @throws {VirtioError} `ERR_IOVEC_OUT_OF_BOUNDS` when `offset >= length`;
-   *   `ERR_IOVEC_PARTIAL_BUFFER` (`completed` 0) when `buf` does not fit.
+   *   `ERR_IOVEC_PARTIAL_BUFFER` (`completed` 0) when `buf` does not fit (or, `completed` what was
+   *   written, when the memory behind the buffer was closed).
    */
   writeAllAt(offset: number, buf: Uint8Array): void {
     checkOffset(offset, this.#length);
     validateBuffer(buf);
     if (buf.length > this.#length - offset) throw partial(offset, buf.length, 0);
-    this.writeAt(offset, buf);
+    // Short only when memory behind a view went away (a backend closed mid-request).
+    const n = this.writeAt(offset, buf);
+    if (n !== buf.length) throw partial(offset, buf.length, n);
   }
 
   /** Copies up to `buf.length` bytes from `offset` into `buf` (reads back what was written). */

@@ -12,7 +12,9 @@ import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import { FdDisk } from './blk-disk.js';
 import { VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk } from './blk.js';
+import type { DescriptorChain } from './chain.js';
 import { VirtqueueDriver } from './driver.js';
+import { splitChain } from './iovec.js';
 import { SplitQueue } from './queue.js';
 import { G } from './test-support/setup.js';
 
@@ -52,4 +54,23 @@ test('virtio-blk over memfd + anonymous mappings: data crosses the mapping bound
   assert.equal(drv.read(w.writable[0])[0], VIRTIO_BLK_S_OK);
   assert.deepEqual(new Uint8Array(readFileSync(path)).subarray(2 * 512, 6 * 512), data);
   assert.deepEqual(drv.read(r.writable[0]), data);
+});
+
+test('buffers over a closed mapping come up short with typed errors, never a crash', (t) => {
+  if (mmap instanceof Error) {
+    t.skip(`the native addon is not available: ${mmap.message}`);
+    return;
+  }
+  const backend = mmap.MmapBackend.memfd(1 << 20);
+  const mem = GuestMemory.fromRegions([new GuestMemoryRegion(G(0), backend)]);
+  const drv = new VirtqueueDriver(mem, { size: 16, dataBase: G(0x10000), dataSize: 0x10000 });
+  const q = new SplitQueue(mem, drv.queueConfig());
+  drv.post([Uint8Array.of(1, 2, 3, 4)], [16]);
+  const { reader, writer } = splitChain(q.pop() as DescriptorChain);
+  backend.close();
+  assert.throws(() => writer.writeAllAt(0, new Uint8Array(16)), { code: 'ERR_IOVEC_PARTIAL_BUFFER', completed: 0 });
+  assert.throws(() => reader.readExactAt(0, new Uint8Array(4)), { code: 'ERR_IOVEC_PARTIAL_BUFFER', completed: 0 });
+  const zero = openSync('/dev/zero', 'r');
+  t.after(() => closeSync(zero));
+  assert.equal(writer.readFromFd(zero, 0, 16, 0), 0, 'no live view: nothing to read into');
 });
