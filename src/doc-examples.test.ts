@@ -3,8 +3,8 @@
  *
  * Each block is transpiled and run as a module of its own inside the package, with every export
  * of `guestmem` (and of `guestmem/mmap` or `guestmem/virtio` for blocks in src/mmap/, src/virtio/)
- * in scope. A line ending in
- * `// => value` asserts that its expression (or the variable it declares) deep-equals `value`.
+ * in scope. A line ending in `// => value` asserts that its expression (or the variable it
+ * declares) deep-equals `value`.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

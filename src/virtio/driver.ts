@@ -159,8 +159,8 @@ export class VirtqueueDriver {
 
   /**
    * Places `readable` (copied into guest memory) and `writable.length` zeroed device-writable
-   * buffers of the given sizes in one chain, and makes it available. With `indirect`, the descriptors go
-   * to an indirect table and the chain takes one slot of the queue's table.
+   * buffers of the given sizes in one chain, and makes it available. With `indirect`, the
+   * descriptors go to an indirect table and the chain takes one slot of the queue's table.
    */
   post(readable: readonly Uint8Array[], writable: readonly number[], options: { indirect?: boolean } = {}): PostedChain {
     const r = readable.map((bytes) => {
