@@ -2,8 +2,9 @@
  * The `@example` blocks of the TSDoc comments run as tests, so that the API docs cannot rot.
  *
  * Each block is transpiled and run as a module of its own inside the package, with every export
- * of `guestmem` (and of `guestmem/mmap` for blocks in src/mmap/) in scope. A line ending in
- * `// => value` asserts that its expression (or the variable it declares) deep-equals `value`.
+ * of `guestmem` (and of `guestmem/mmap` or `guestmem/virtio` for blocks in src/mmap/, src/virtio/)
+ * in scope. A line ending in `// => value` asserts that its expression (or the variable it
+ * declares) deep-equals `value`.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -61,6 +62,7 @@ function withAssertions(code: string): string {
 const modules: Record<string, Record<string, unknown>> = {
   guestmem: await import('guestmem'),
   'guestmem/mmap': await import('guestmem/mmap').catch(() => ({})),
+  'guestmem/virtio': await import('guestmem/virtio'),
 };
 
 describe('documentation examples', () => {
@@ -69,7 +71,8 @@ describe('documentation examples', () => {
   mkdirSync(out, { recursive: true });
   for (const ex of all) {
     it(`${ex.file}:${ex.line}`, () => {
-      const from = ex.file.startsWith('src/mmap/') ? ['guestmem', 'guestmem/mmap'] : ['guestmem'];
+      const sub = /^src\/(mmap|virtio)\//.exec(ex.file)?.[1];
+      const from = sub === undefined ? ['guestmem'] : ['guestmem', `guestmem/${sub}`];
       const prelude = [
         "import __assert from 'node:assert/strict';",
         ...from.map((m, i) => `import * as __m${i} from '${m}';\nconst { ${Object.keys(modules[m]).join(', ')} } = __m${i};`),
