@@ -53,4 +53,15 @@ describe('examples', () => {
     assert.ok(tree.includes('  00000000000e0000-00000000000e3fff (prio 255, ram, unmapped): pam-e0000'));
     assert.ok(tree.includes('  00000000000e0000-00000000000fffff (prio 0, rom, ro): bios'));
   });
+
+  it('virtio-blk', () => {
+    const out = run('virtio-blk');
+    assert.match(out, /2048 sectors of 512 bytes, seg_max 62/);
+    assert.match(out, /device handled 3, interrupt: true, statuses: 0,0,0/);
+    assert.match(out, /read back 8 sectors: status 0, identical/);
+    assert.match(out, /device id: guestmem-example/);
+    assert.match(out, /write-zeroes of sectors 18-19: status 0/);
+    assert.match(out, /past the end\): status 1 \(refused\)/);
+    assert.match(out, /image check: sectors 16-23 as written, 18-19 zeroed, nothing else touched/);
+  });
 });
