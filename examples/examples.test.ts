@@ -64,4 +64,10 @@ describe('examples', () => {
     assert.match(out, /past the end\): status 1 \(refused\)/);
     assert.match(out, /image check: sectors 16-23 as written, 18-19 zeroed, nothing else touched/);
   });
+
+  it('tour (npm start) runs every example', () => {
+    const out = run('tour');
+    assert.equal(out.match(/^=== \d\/5 /gm)?.length, 5);
+    assert.match(out, /Tour done: 5 examples ran/);
+  });
 });
