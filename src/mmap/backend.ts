@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import { validateIndex } from '../address/address.js';
-import type { MemoryBackend } from '../backend/backend.js';
+import type { BackendDescription, MemoryBackend } from '../backend/backend.js';
 import { BackendError } from '../backend/errors.js';
 import { BackingViews } from '../backend/views.js';
 import { hex } from '../errors.js';
@@ -33,9 +33,13 @@ export const MAX_CHUNK_SIZE: number = Math.min(2 ** 32, host.maxBuffer - (host.m
  * exist here so that asking for them can be refused with `ERR_MMAP_FIXED_FORBIDDEN`.
  */
 export const MmapFlags = Object.freeze({
+  /** Do not reserve swap: a large sparse guest costs only the pages it touches. */
   MAP_NORESERVE: native.MAP_NORESERVE,
+  /** Fault every page in at map time (prefetch). */
   MAP_POPULATE: native.MAP_POPULATE,
+  /** Refused: it would replace whatever is mapped at the address. */
   MAP_FIXED: native.MAP_FIXED,
+  /** Refused, as `MAP_FIXED`. */
   MAP_FIXED_NOREPLACE: native.MAP_FIXED_NOREPLACE,
 });
 
@@ -130,16 +134,24 @@ export interface MmapFileIdentity {
  * holds it while any backend still owns it). Another process maps the memfd or file again from
  * the descriptor it inherited; `fd` is the owner's number for it, to put in `spawn`'s `stdio`.
  */
-export interface MmapSharedDescription {
+export interface MmapSharedDescription extends BackendDescription {
+  /** The resolver kind, for `rebuildGuestMemory` (see `MmapResolver`). */
+  readonly kind: 'mmap';
+  /** Marks the data as a mapping description. */
   readonly type: 'guestmem/mmap';
   /** Identifies the owner's process; a worker of another process cannot use `id`. */
   readonly process: number;
   /** The mapping's key in its process's registry. */
   readonly id: number;
+  /** As {@link MmapBackend.source}. */
   readonly source: MmapSource;
+  /** As {@link MmapBackend.size}. */
   readonly size: number;
+  /** As {@link MmapBackend.chunkSize}: the rebuilt backend has the same chunks. */
   readonly chunkSize: number;
+  /** As {@link MmapBackend.pageSize}. */
   readonly pageSize: number;
+  /** As {@link MmapBackend.readOnly}: regions over the rebuilt backend are read-only too. */
   readonly readOnly: boolean;
   /** True for `MAP_SHARED`: only such memory (or read-only memory) can be shared across processes. */
   readonly mapShared: boolean;
@@ -147,8 +159,9 @@ export interface MmapSharedDescription {
   readonly fd?: number | undefined;
   /** Where the mapping starts in that file. */
   readonly fileOffset: number;
-  /** `st_dev` and `st_ino` of the file, as decimal strings (JSON has no BigInt). */
+  /** `st_dev` of the file, as a decimal string (JSON has no BigInt). */
   readonly dev?: string | undefined;
+  /** `st_ino` of the file, as a decimal string. */
   readonly ino?: string | undefined;
 }
 
@@ -191,6 +204,16 @@ export class MmapChunk implements MemoryBackend {
   }
 
   /**
+   * The whole mapping's description and where this chunk lies in it, which an
+   * `MmapResolver` turns back into the same chunk.
+   *
+   * @throws {BackendError} `ERR_BACKEND_CLOSED`
+   */
+  share(): MmapChunkDescription {
+    return { kind: 'mmap-chunk', mapping: this.backend.share(), offset: this.offset, size: this.size };
+  }
+
+  /**
    * Views of this chunk's bytes, from its first byte.
    *
    * @throws {BackendError} `ERR_BACKEND_CLOSED` once the backend was closed.
@@ -198,6 +221,17 @@ export class MmapChunk implements MemoryBackend {
   views(): BackingViews {
     return this.#load();
   }
+}
+
+/** What {@link MmapChunk.share} returns: plain data, JSON included. */
+export interface MmapChunkDescription extends BackendDescription {
+  readonly kind: 'mmap-chunk';
+  /** The whole mapping the chunk is part of. */
+  readonly mapping: MmapSharedDescription;
+  /** Where the chunk starts in the mapping. */
+  readonly offset: number;
+  /** The chunk's bytes. */
+  readonly size: number;
 }
 
 interface Init {
@@ -293,7 +327,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
    * touches) or, with `shared`, shmem that workers see but no other process can map.
    *
    * @throws {MmapError} `ERR_MMAP_FAILED` (with `errno`), `ERR_MMAP_FIXED_FORBIDDEN`,
-   *   `ERR_MMAP_INVALID_ARGUMENT`; {@link AddressError} for a size that is not a safe integer.
+   *   `ERR_MMAP_INVALID_ARGUMENT`; `AddressError` for a size that is not a safe integer.
    * @example
    * using ram = MmapBackend.anonymous(256 << 20, { hugepages: 'thp' });
    */
@@ -546,6 +580,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
   share(): MmapSharedDescription {
     this.#checkOpen();
     return {
+      kind: 'mmap',
       type: 'guestmem/mmap',
       process: native.PROCESS_KEY,
       id: this.#handle.id,
@@ -755,6 +790,7 @@ function checkDescription(d: MmapSharedDescription): MmapSharedDescription {
     throw bad('dev/ino are not decimal strings');
   }
   return {
+    kind: 'mmap',
     type: d.type,
     process: d.process,
     id: d.id,

@@ -34,6 +34,7 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
   declare readonly start: GuestAddress;
   /** The exclusive end, `start + length`. */
   declare readonly end: GuestAddress;
+  /** Where the region's bytes live. */
   declare readonly backend: MemoryBackend;
   /** Where the region starts in its backend. */
   declare readonly offset: number;

@@ -19,7 +19,7 @@ import { VolatileArrayRef, VolatileRef } from './ref.js';
  * @example
  * const s = new VolatileSlice(new Uint8Array(64));
  * s.writeU32LE(4, 0xdeadbeef);
- * s.subslice(4, 4).readU32LE(0); // 0xdeadbeef
+ * s.subslice(4, 4).readU32LE(0); // => 0xdeadbeef
  */
 export class VolatileSlice extends ContiguousBytes<number> {
   /** @internal Where fresh views come from after a WebAssembly memory grew. */
