@@ -10,11 +10,12 @@ import type { VolatileSlice } from '../volatile/slice.js';
 import { GuestMemoryError } from './errors.js';
 
 /**
- * Entries of the lookup directory at most (16 KiB of Int32): the directory splits
- * `[0, end of memory)` into this many equal power-of-two chunks, and one entry per chunk names
- * the first region that ends past the chunk's start.
+ * The lookup directory splits `[0, end of memory)` into equal power-of-two chunks, about four
+ * per region and at most 4096 (16 KiB of Int32), never smaller than a page; one entry per chunk
+ * names the first region that ends past the chunk's start.
  */
-const DIRECTORY_ENTRIES = 4096;
+const DIRECTORY_ENTRIES_PER_REGION = 4;
+const MAX_DIRECTORY_ENTRIES = 4096;
 const MIN_CHUNK_SHIFT = 12;
 
 /** Options of {@link GuestMemory.fromRanges}. */
@@ -106,13 +107,16 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     this.#starts = Float64Array.from(sorted, (r) => r.start);
     this.#ends = Float64Array.from(sorted, (r) => r.end);
     this.#end = this.#ends[sorted.length - 1];
+    const entries = Math.min(MAX_DIRECTORY_ENTRIES, DIRECTORY_ENTRIES_PER_REGION * sorted.length);
     let shift = MIN_CHUNK_SHIFT;
-    while (this.#end / 2 ** shift > DIRECTORY_ENTRIES) shift++;
-    this.#perChunk = 2 ** -shift;
-    const chunks = Math.ceil(this.#end * this.#perChunk);
+    while (this.#end / 2 ** shift > entries) shift++;
+    const chunk = 2 ** shift;
+    this.#perChunk = 1 / chunk;
+    const chunks = Math.ceil(this.#end / chunk);
     const dir = new Int32Array(chunks + 1);
+    const ends = this.#ends;
     for (let c = 0, i = 0; c < chunks; c++) {
-      while (this.#ends[i] <= c * 2 ** shift) i++;
+      while (ends[i] <= c * chunk) i++;
       dir[c] = i;
     }
     dir[chunks] = sorted.length - 1;
