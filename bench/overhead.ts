@@ -40,9 +40,9 @@ function build(backends: MemoryBackend[], tracked: boolean): GuestMemory {
   );
 }
 
-// ---- memory per GiB: K copies kept alive, so that the per-copy delta stands out of the noise
-const K = 16;
+// ---- memory per GiB: K copies kept alive (more for small layouts), so that the per-copy delta stands out of the noise
 for (const n of [1, 64, 1024]) {
+  const K = Math.max(16, 4096 / n);
   const backends = backendsFor(n);
   build(backends, true); // compile and cache everything once
   const keep: GuestMemory[] = [];
