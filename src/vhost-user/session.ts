@@ -1,0 +1,664 @@
+import { GuestmemError, hex } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { SplitQueue } from '../virtio/queue.js';
+import type { QueueNotifier, VhostUserDevice } from './device.js';
+import { VhostUserError } from './errors.js';
+import { VhostUserLog } from './log.js';
+import { readRegion, VhostUserMemoryTable } from './memory.js';
+import {
+  bit,
+  Feature,
+  FLAG_NEED_REPLY,
+  FLAG_REPLY,
+  FLAG_VERSION_MASK,
+  HEADER_SIZE,
+  MAX_CONFIG_SIZE,
+  MAX_MEM_REGIONS,
+  MAX_MESSAGE_FDS,
+  MAX_PAYLOAD,
+  PayloadSize,
+  ProtocolFeature,
+  Request,
+  requestName,
+  VERSION,
+  VRING_F_LOG,
+  VRING_IDX_MASK,
+  VRING_NOFD_MASK,
+} from './protocol.js';
+import { closeFd, eventfdRead, eventfdWrite, type FdWatcher, Readiness, recvMsg, sendMsg, watch } from './sys.js';
+
+/** Protocol features this session implements. */
+export const PROTOCOL_FEATURES: bigint =
+  bit(ProtocolFeature.MQ) |
+  bit(ProtocolFeature.LOG_SHMFD) |
+  bit(ProtocolFeature.REPLY_ACK) |
+  bit(ProtocolFeature.CONFIG) |
+  bit(ProtocolFeature.RESET_DEVICE);
+
+/** Options of a {@link VhostUserSession}. */
+export interface SessionOptions {
+  /** Called once when the session ends: `error` is undefined when the front-end hung up. */
+  onClose?: ((error: VhostUserError | undefined) => void) | undefined;
+  /** Called when a queue stopped because the device failed on it (a broken ring, say). */
+  onQueueError?: ((index: number, error: unknown) => void) | undefined;
+}
+
+/** One received message; the handler takes the descriptors it keeps out of `fds`. */
+interface Message {
+  readonly request: number;
+  readonly flags: number;
+  readonly payload: DataView;
+  readonly fds: number[];
+}
+
+/** Everything the front-end told about one vring. */
+class Vring implements QueueNotifier {
+  size = 0;
+  base = 0;
+  /** Front-end virtual addresses of the rings, and the guest addresses they translate to. */
+  user: { desc: bigint; avail: bigint; used: bigint } | undefined;
+  flags = 0;
+  kickFd: number | undefined;
+  callFd: number | undefined;
+  errFd: number | undefined;
+  enabled = false;
+  queue: SplitQueue | undefined;
+  watcher: FdWatcher | undefined;
+
+  signal(): void {
+    if (this.callFd !== undefined) eventfdWrite(this.callFd);
+  }
+
+  closeFds(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    for (const fd of [this.kickFd, this.callFd, this.errFd]) closeFd(fd);
+    this.kickFd = this.callFd = this.errFd = undefined;
+  }
+}
+
+/**
+ * The back-end side of one vhost-user connection: reads the front-end's messages off the socket
+ * (on the event loop, never blocking), keeps the negotiated state, maps the guest's memory and
+ * the dirty log, sets up the vrings and hands ready queues to a {@link VhostUserDevice}.
+ *
+ * A front-end that breaks the protocol (a malformed message, wrong descriptor counts, a memory
+ * table that overlaps or does not map, rings outside it, features it was not offered) ends the
+ * session with a {@link VhostUserError}: every fd and mapping is released, the device is reset,
+ * and `onClose` says why. Nothing is half-applied: a refused message changes no state.
+ */
+export class VhostUserSession implements Disposable {
+  readonly #fd: number;
+  readonly #device: VhostUserDevice;
+  readonly #options: SessionOptions;
+  readonly #watcher: FdWatcher;
+  readonly #log = new VhostUserLog();
+  readonly #vrings: Vring[];
+  #table: VhostUserMemoryTable | undefined;
+  #features = 0n;
+  #protocol = 0n;
+  #logFd: number | undefined;
+  #closed = false;
+  // Framing state: a header being read, then its payload.
+  readonly #header = new Uint8Array(HEADER_SIZE);
+  readonly #headerView = new DataView(this.#header.buffer);
+  #payload = new Uint8Array(MAX_PAYLOAD);
+  #got = 0;
+  #size = -1;
+  #fds: number[] = [];
+
+  /**
+   * Serves the connected socket `fd`, which the session owns from now on (closed at the end).
+   *
+   * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` when the socket cannot be watched (it is
+   *   closed then).
+   */
+  constructor(fd: number, device: VhostUserDevice, options: SessionOptions = {}) {
+    this.#fd = fd;
+    this.#device = device;
+    this.#options = options;
+    this.#vrings = Array.from({ length: device.maxQueues }, () => new Vring());
+    try {
+      this.#watcher = watch(fd, Readiness.READABLE | Readiness.DISCONNECT, () => this.#onReadable());
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
+  }
+
+  /** The guest's memory, once the front-end sent a memory table. */
+  get memory(): GuestMemory | undefined {
+    return this.#table?.memory;
+  }
+
+  /** The dirty log (for inspection; it marks only while LOG_ALL is negotiated and mapped). */
+  get log(): VhostUserLog {
+    return this.#log;
+  }
+
+  /** The acknowledged virtio features. */
+  get features(): bigint {
+    return this.#features;
+  }
+
+  /** The acknowledged protocol features. */
+  get protocolFeatures(): bigint {
+    return this.#protocol;
+  }
+
+  /** True once the session ended. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Virtio features offered: the device's plus the transport's. */
+  get offeredFeatures(): bigint {
+    return this.#device.features | bit(Feature.PROTOCOL_FEATURES) | bit(Feature.LOG_ALL);
+  }
+
+  /** Ends the session: stops the queues, releases every fd and mapping, resets the device. */
+  close(error?: VhostUserError): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#watcher.close();
+    this.#resetState();
+    closeFd(this.#fd);
+    closeFd(this.#logFd);
+    this.#log.close();
+    this.#table?.close();
+    this.#table = undefined;
+    for (const fd of this.#fds) closeFd(fd);
+    this.#fds = [];
+    this.#options.onClose?.(error);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // ---- framing ----
+
+  #onReadable(): void {
+    try {
+      while (!this.#closed && this.#readSome()) {}
+    } catch (e) {
+      this.close(asVhostUserError(e));
+    }
+  }
+
+  /** Reads what is waiting into the current header or payload; false when nothing is left. */
+  #readSome(): boolean {
+    const inHeader = this.#size < 0;
+    const target = inHeader ? this.#header.subarray(this.#got) : this.#payload.subarray(this.#got, this.#size);
+    const r = recvMsg(this.#fd, target, MAX_MESSAGE_FDS - this.#fds.length);
+    if (r === undefined) return false;
+    this.#fds.push(...r.fds);
+    if (r.truncated) {
+      throw new VhostUserError('ERR_VHOST_USER_FDS', `a message came with more than ${MAX_MESSAGE_FDS} fds`);
+    }
+    if (r.bytes === 0) {
+      if (this.#got !== 0 || this.#size >= 0) {
+        throw new VhostUserError('ERR_VHOST_USER_MESSAGE', 'the front-end hung up in the middle of a message');
+      }
+      this.close();
+      return false;
+    }
+    this.#got += r.bytes;
+    if (inHeader && this.#got === HEADER_SIZE) {
+      const flags = this.#headerView.getUint32(4, true);
+      const size = this.#headerView.getUint32(8, true);
+      const request = this.#headerView.getUint32(0, true);
+      if ((flags & FLAG_VERSION_MASK) !== VERSION || (flags & FLAG_REPLY) !== 0) {
+        throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(request)}: bad flags ${hex(flags)}`, { request });
+      }
+      if (size > MAX_PAYLOAD) {
+        throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(request)}: payload of ${size} bytes is too large`, {
+          request,
+          length: size,
+        });
+      }
+      this.#size = size;
+      this.#got = 0;
+    }
+    if (this.#size >= 0 && this.#got === this.#size) this.#dispatch();
+    return true;
+  }
+
+  #dispatch(): void {
+    const request = this.#headerView.getUint32(0, true);
+    const flags = this.#headerView.getUint32(4, true);
+    const payload = new DataView(this.#payload.slice(0, this.#size).buffer);
+    const msg: Message = { request, flags, payload, fds: this.#fds };
+    this.#fds = [];
+    this.#size = -1;
+    this.#got = 0;
+    try {
+      const replied = this.#handle(msg);
+      if (!replied && (flags & FLAG_NEED_REPLY) !== 0 && this.#has(ProtocolFeature.REPLY_ACK)) {
+        this.#replyU64(request, 0n);
+      }
+    } catch (e) {
+      const err = asVhostUserError(e, request);
+      if ((flags & FLAG_NEED_REPLY) !== 0 && this.#has(ProtocolFeature.REPLY_ACK)) {
+        try {
+          this.#replyU64(request, 1n);
+        } catch {}
+      }
+      throw err;
+    } finally {
+      for (const fd of msg.fds) closeFd(fd);
+    }
+  }
+
+  #reply(request: number, payload: Uint8Array): void {
+    const bytes = new Uint8Array(HEADER_SIZE + payload.length);
+    const v = new DataView(bytes.buffer);
+    v.setUint32(0, request, true);
+    v.setUint32(4, VERSION | FLAG_REPLY, true);
+    v.setUint32(8, payload.length, true);
+    bytes.set(payload, HEADER_SIZE);
+    const n = sendMsg(this.#fd, bytes);
+    if (n !== bytes.length) {
+      throw new VhostUserError('ERR_VHOST_USER_SYSTEM', `the reply to ${requestName(request)} did not fit the socket`, {
+        request,
+        errno: 'EAGAIN',
+        syscall: 'sendmsg',
+      });
+    }
+  }
+
+  #replyU64(request: number, value: bigint): void {
+    const p = new Uint8Array(8);
+    new DataView(p.buffer).setBigUint64(0, value, true);
+    this.#reply(request, p);
+  }
+
+  #has(feature: bigint): boolean {
+    return (this.#protocol & bit(feature)) !== 0n;
+  }
+
+  // ---- requests ----
+
+  /** Handles one message; returns true when it sent a reply of its own. */
+  #handle(msg: Message): boolean {
+    const R = Request;
+    switch (msg.request) {
+      case R.GET_FEATURES:
+        expect(msg, 0, 0);
+        this.#replyU64(msg.request, this.offeredFeatures);
+        return true;
+      case R.SET_FEATURES: {
+        expect(msg, 8, 0);
+        const features = msg.payload.getBigUint64(0, true);
+        const extra = features & ~this.offeredFeatures;
+        if (extra !== 0n) throw stateError(msg, `features ${hex(extra)} were not offered`);
+        this.#features = features;
+        this.#log.setLogAll((features & bit(Feature.LOG_ALL)) !== 0n);
+        this.#device.setFeatures(features);
+        return false;
+      }
+      case R.SET_OWNER:
+        expect(msg, 0, 0); // one connection is one owner: nothing to record
+        return false;
+      case R.RESET_OWNER:
+        expect(msg, 0, 0);
+        this.#resetState();
+        return false;
+      case R.RESET_DEVICE:
+        expect(msg, 0, 0);
+        this.#need(msg, ProtocolFeature.RESET_DEVICE);
+        this.#resetState(true);
+        return false;
+      case R.GET_PROTOCOL_FEATURES:
+        expect(msg, 0, 0);
+        this.#replyU64(msg.request, PROTOCOL_FEATURES);
+        return true;
+      case R.SET_PROTOCOL_FEATURES: {
+        expect(msg, 8, 0);
+        const features = msg.payload.getBigUint64(0, true);
+        const extra = features & ~PROTOCOL_FEATURES;
+        if (extra !== 0n) throw stateError(msg, `protocol features ${hex(extra)} were not offered`);
+        this.#protocol = features;
+        return false;
+      }
+      case R.GET_QUEUE_NUM:
+        expect(msg, 0, 0);
+        this.#need(msg, ProtocolFeature.MQ);
+        this.#replyU64(msg.request, BigInt(this.#device.maxQueues));
+        return true;
+      case R.SET_MEM_TABLE:
+        this.#setMemTable(msg);
+        return false;
+      case R.SET_LOG_BASE: {
+        expect(msg, PayloadSize.LOG, 1);
+        this.#need(msg, ProtocolFeature.LOG_SHMFD);
+        const size = safeU64(msg, 0, 'log size');
+        const offset = safeU64(msg, 8, 'log offset');
+        this.#log.map(msg.fds[0], size, offset);
+        this.#replyU64(msg.request, 0n);
+        return true;
+      }
+      case R.SET_LOG_FD:
+        if (msg.payload.byteLength !== 0 && msg.payload.byteLength !== 8) expect(msg, 0, 1);
+        expect(msg, msg.payload.byteLength, 1);
+        closeFd(this.#logFd);
+        this.#logFd = msg.fds.shift();
+        return false;
+      case R.SET_VRING_NUM: {
+        const [vring, num] = this.#state(msg);
+        if (vring.queue !== undefined) throw stateError(msg, 'the vring is running');
+        if (num < 1 || num > 32768 || (num & (num - 1)) !== 0) {
+          throw vringError(msg, `vring size ${num} is not a power of two from 1 to 32768`);
+        }
+        vring.size = num;
+        return false;
+      }
+      case R.SET_VRING_BASE: {
+        const [vring, num] = this.#state(msg);
+        if (vring.queue !== undefined) throw stateError(msg, 'the vring is running');
+        if (num > 0xffff) throw vringError(msg, `vring base ${num} is not a u16`);
+        vring.base = num;
+        return false;
+      }
+      case R.SET_VRING_ADDR:
+        this.#setVringAddr(msg);
+        return false;
+      case R.GET_VRING_BASE: {
+        const [vring] = this.#state(msg);
+        const index = msg.payload.getUint32(0, true);
+        this.#stopVring(index);
+        vring.closeFds();
+        vring.enabled = false;
+        const p = new Uint8Array(8);
+        const v = new DataView(p.buffer);
+        v.setUint32(0, index, true);
+        v.setUint32(4, vring.base, true);
+        this.#reply(msg.request, p);
+        return true;
+      }
+      case R.SET_VRING_KICK:
+      case R.SET_VRING_CALL:
+      case R.SET_VRING_ERR:
+        this.#setVringFd(msg);
+        return false;
+      case R.SET_VRING_ENABLE: {
+        const [vring, num] = this.#state(msg);
+        if ((this.#features & bit(Feature.PROTOCOL_FEATURES)) === 0n) {
+          throw stateError(msg, 'SET_VRING_ENABLE needs VHOST_USER_F_PROTOCOL_FEATURES');
+        }
+        if (num > 1) throw vringError(msg, `SET_VRING_ENABLE takes 0 or 1, not ${num}`);
+        vring.enabled = num === 1;
+        const index = msg.payload.getUint32(0, true);
+        if (vring.enabled) this.#maybeStart(index);
+        else this.#stopVring(index);
+        return false;
+      }
+      case R.GET_CONFIG: {
+        const [offset, size] = this.#config(msg);
+        const data = new Uint8Array(size);
+        data.set(this.#device.readConfig(offset, size).subarray(0, size));
+        const p = new Uint8Array(PayloadSize.CONFIG_HEADER + size);
+        p.set(new Uint8Array(msg.payload.buffer, 0, PayloadSize.CONFIG_HEADER));
+        p.set(data, PayloadSize.CONFIG_HEADER);
+        this.#reply(msg.request, p);
+        return true;
+      }
+      case R.SET_CONFIG: {
+        const [offset, size] = this.#config(msg);
+        this.#device.writeConfig(offset, new Uint8Array(msg.payload.buffer, PayloadSize.CONFIG_HEADER, size));
+        return false;
+      }
+      default:
+        throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(msg.request)} is not supported`, {
+          request: msg.request,
+        });
+    }
+  }
+
+  #need(msg: Message, feature: bigint): void {
+    if (!this.#has(feature)) {
+      throw stateError(msg, `it needs protocol feature ${feature}, which was not negotiated`);
+    }
+  }
+
+  /** A vring state payload (index, num): the vring and num. */
+  #state(msg: Message): [Vring, number] {
+    expect(msg, PayloadSize.VRING_STATE, 0);
+    return [this.#vring(msg, msg.payload.getUint32(0, true)), msg.payload.getUint32(4, true)];
+  }
+
+  #vring(msg: Message, index: number): Vring {
+    const vring = this.#vrings[index];
+    if (vring === undefined) {
+      throw vringError(msg, `vring ${index} does not exist (the device has ${this.#vrings.length})`);
+    }
+    return vring;
+  }
+
+  #config(msg: Message): [number, number] {
+    this.#need(msg, ProtocolFeature.CONFIG);
+    if (msg.payload.byteLength < PayloadSize.CONFIG_HEADER) expect(msg, PayloadSize.CONFIG_HEADER, 0);
+    const offset = msg.payload.getUint32(0, true);
+    const size = msg.payload.getUint32(4, true);
+    if (size > MAX_CONFIG_SIZE || offset + size > MAX_CONFIG_SIZE) {
+      throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `config range ${offset} + ${size} passes ${MAX_CONFIG_SIZE} bytes`, {
+        request: msg.request,
+        address: offset,
+        length: size,
+      });
+    }
+    expect(msg, PayloadSize.CONFIG_HEADER + size, 0);
+    return [offset, size];
+  }
+
+  #setMemTable(msg: Message): void {
+    if (msg.payload.byteLength < PayloadSize.MEM_TABLE_HEADER) expect(msg, PayloadSize.MEM_TABLE_HEADER, 0);
+    const n = msg.payload.getUint32(0, true);
+    if (n === 0 || n > MAX_MEM_REGIONS) {
+      throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `a memory table has 1 to ${MAX_MEM_REGIONS} regions, not ${n}`, {
+        request: msg.request,
+      });
+    }
+    expect(msg, PayloadSize.MEM_TABLE_HEADER + n * PayloadSize.MEM_REGION, n);
+    const regions = Array.from({ length: n }, (_, i) =>
+      readRegion(msg.payload, PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION),
+    );
+    const table = VhostUserMemoryTable.map(regions, msg.fds, this.#log);
+    // Running queues move to the new memory; every ring must still be in it.
+    try {
+      for (const vring of this.#vrings) {
+        if (vring.user !== undefined) {
+          translateRings(table, vring);
+        }
+      }
+      for (const vring of this.#vrings) vring.queue?.setMemory(table.memory);
+    } catch (e) {
+      table.close();
+      throw asVhostUserError(e, msg.request);
+    }
+    this.#table?.close();
+    this.#table = table;
+  }
+
+  #setVringAddr(msg: Message): void {
+    expect(msg, PayloadSize.VRING_ADDR, 0);
+    const p = msg.payload;
+    const vring = this.#vring(msg, p.getUint32(0, true));
+    const flags = p.getUint32(4, true);
+    if ((flags & ~VRING_F_LOG) !== 0) throw vringError(msg, `unknown vring flags ${hex(flags)}`);
+    const user = { desc: p.getBigUint64(8, true), used: p.getBigUint64(16, true), avail: p.getBigUint64(24, true) };
+    if (vring.size === 0) throw stateError(msg, 'SET_VRING_ADDR before SET_VRING_NUM');
+    if (this.#table === undefined) throw stateError(msg, 'SET_VRING_ADDR before a memory table');
+    if (vring.queue !== undefined) {
+      // A running ring may only change its log flag (QEMU turns logging on for migration).
+      const u = vring.user;
+      if (u === undefined || u.desc !== user.desc || u.used !== user.used || u.avail !== user.avail) {
+        throw stateError(msg, 'the rings of a running vring cannot move');
+      }
+      vring.flags = flags;
+      return;
+    }
+    translateRings(this.#table, { size: vring.size, user });
+    vring.user = user;
+    vring.flags = flags;
+  }
+
+  #setVringFd(msg: Message): void {
+    expect(msg, PayloadSize.U64, -1);
+    const value = msg.payload.getBigUint64(0, true);
+    if ((value & ~(VRING_IDX_MASK | VRING_NOFD_MASK)) !== 0n) {
+      throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(msg.request)}: bad payload ${hex(value)}`, {
+        request: msg.request,
+      });
+    }
+    const index = Number(value & VRING_IDX_MASK);
+    const vring = this.#vring(msg, index);
+    const noFd = (value & VRING_NOFD_MASK) !== 0n;
+    expect(msg, PayloadSize.U64, noFd ? 0 : 1);
+    const fd = noFd ? undefined : msg.fds.shift();
+    if (msg.request === Request.SET_VRING_KICK) {
+      if (fd === undefined) throw stateError(msg, 'vrings without a kick eventfd (polling) are not supported');
+      this.#stopVring(index);
+      vring.watcher?.close();
+      vring.watcher = undefined;
+      closeFd(vring.kickFd);
+      vring.kickFd = fd;
+      // Without protocol features a ring starts enabled with its kick fd.
+      if ((this.#features & bit(Feature.PROTOCOL_FEATURES)) === 0n) vring.enabled = true;
+      this.#maybeStart(index);
+    } else if (msg.request === Request.SET_VRING_CALL) {
+      closeFd(vring.callFd);
+      vring.callFd = fd;
+    } else {
+      closeFd(vring.errFd);
+      vring.errFd = fd;
+    }
+  }
+
+  // ---- queues ----
+
+  #maybeStart(index: number): void {
+    const vring = this.#vrings[index];
+    const table = this.#table;
+    if (vring.queue !== undefined || !vring.enabled || vring.kickFd === undefined || vring.user === undefined) return;
+    if (table === undefined) return;
+    const rings = translateRings(table, vring);
+    let queue: SplitQueue;
+    try {
+      queue = new SplitQueue(table.memory, {
+        size: vring.size,
+        descTable: rings.desc,
+        availRing: rings.avail,
+        usedRing: rings.used,
+        eventIdx: (this.#features & bit(Feature.RING_EVENT_IDX)) !== 0n,
+        lastAvailIdx: vring.base,
+      });
+    } catch (e) {
+      throw new VhostUserError('ERR_VHOST_USER_RING_ADDRESS', `vring ${index} cannot start: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    const kickFd = vring.kickFd;
+    vring.queue = queue;
+    this.#device.startQueue(index, queue, vring);
+    vring.watcher = watch(kickFd, Readiness.READABLE, () => {
+      eventfdRead(kickFd);
+      this.#kick(index);
+    });
+    this.#kick(index);
+  }
+
+  #kick(index: number): void {
+    const vring = this.#vrings[index];
+    if (vring.queue === undefined) return;
+    try {
+      this.#device.kick(index);
+    } catch (e) {
+      this.#stopVring(index);
+      if (vring.errFd !== undefined) eventfdWrite(vring.errFd);
+      this.#options.onQueueError?.(index, e);
+    }
+  }
+
+  #stopVring(index: number): void {
+    const vring = this.#vrings[index];
+    vring.watcher?.close();
+    vring.watcher = undefined;
+    const queue = vring.queue;
+    if (queue === undefined) return;
+    vring.queue = undefined;
+    this.#device.stopQueue(index);
+    vring.base = queue.lastAvailIdx;
+  }
+
+  /** Stops and forgets every vring and the negotiated features (protocol features too, unless kept). */
+  #resetState(keepProtocol = false): void {
+    this.#vrings.forEach((vring, i) => {
+      this.#stopVring(i);
+      vring.closeFds();
+      vring.size = vring.base = vring.flags = 0;
+      vring.user = undefined;
+      vring.enabled = false;
+    });
+    this.#features = 0n;
+    if (!keepProtocol) this.#protocol = 0n;
+    this.#log.setLogAll(false);
+    this.#device.reset();
+  }
+}
+
+/** The guest addresses of a vring's rings; each must lie inside one region. */
+function translateRings(
+  table: VhostUserMemoryTable,
+  vring: { size: number; user: { desc: bigint; avail: bigint; used: bigint } | undefined },
+) {
+  const u = vring.user as { desc: bigint; avail: bigint; used: bigint };
+  return {
+    desc: table.translate(u.desc, 16 * vring.size),
+    avail: table.translate(u.avail, 6 + 2 * vring.size),
+    used: table.translate(u.used, 6 + 8 * vring.size),
+  };
+}
+
+/** Checks a message's payload size and fd count (-1: any, checked later). */
+function expect(msg: Message, size: number, fds: number): void {
+  if (msg.payload.byteLength !== size) {
+    throw new VhostUserError(
+      'ERR_VHOST_USER_MESSAGE',
+      `${requestName(msg.request)}: payload of ${msg.payload.byteLength} bytes, expected ${size}`,
+      { request: msg.request, length: msg.payload.byteLength, expected: size },
+    );
+  }
+  if (fds >= 0 && msg.fds.length !== fds) {
+    throw new VhostUserError('ERR_VHOST_USER_FDS', `${requestName(msg.request)}: ${msg.fds.length} fds, expected ${fds}`, {
+      request: msg.request,
+      length: msg.fds.length,
+      expected: fds,
+    });
+  }
+}
+
+function safeU64(msg: Message, at: number, what: string): number {
+  const v = msg.payload.getBigUint64(at, true);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(msg.request)}: ${what} ${hex(v)} is too large`, {
+      request: msg.request,
+    });
+  }
+  return Number(v);
+}
+
+function stateError(msg: Message, why: string): VhostUserError {
+  return new VhostUserError('ERR_VHOST_USER_STATE', `${requestName(msg.request)}: ${why}`, { request: msg.request });
+}
+
+function vringError(msg: Message, why: string): VhostUserError {
+  return new VhostUserError('ERR_VHOST_USER_VRING', `${requestName(msg.request)}: ${why}`, { request: msg.request });
+}
+
+function asVhostUserError(e: unknown, request?: number): VhostUserError {
+  if (e instanceof VhostUserError) return e;
+  const what = request === undefined ? '' : `${requestName(request)}: `;
+  const code = e instanceof GuestmemError ? ` (${e.code})` : '';
+  return new VhostUserError('ERR_VHOST_USER_STATE', `${what}${(e as Error)?.message ?? String(e)}${code}`, { request, cause: e });
+}
