@@ -1,0 +1,176 @@
+/**
+ * Descriptor chains of a split virtqueue: walking them through the descriptor table (and indirect
+ * tables) with every rule checked, since all of it is written by the guest.
+ */
+import type { GuestAddress } from '../address/address.js';
+import { hex } from '../errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { VirtioError } from './errors.js';
+
+/** The buffer continues in the descriptor named by `next`. */
+export const VIRTQ_DESC_F_NEXT = 1;
+/** The buffer is device-writable (otherwise device-readable). */
+export const VIRTQ_DESC_F_WRITE = 2;
+/** The buffer is a table of descriptors (an indirect table). */
+export const VIRTQ_DESC_F_INDIRECT = 4;
+/** Bytes of one descriptor: addr u64, len u32, flags u16, next u16, little-endian. */
+export const DESCRIPTOR_SIZE = 16;
+
+/** One descriptor as read from guest memory, its address checked to be a safe integer. */
+export interface Descriptor {
+  /** Its index in the table it was read from (the queue's table, or an indirect table). */
+  readonly index: number;
+  readonly addr: GuestAddress;
+  readonly len: number;
+  readonly flags: number;
+  readonly next: number;
+  /** True for a device-writable buffer (`VIRTQ_DESC_F_WRITE`). */
+  readonly writable: boolean;
+}
+
+/** The largest safe u64 high word: 2^53 - 1 >> 32. */
+const MAX_SAFE_HIGH = 0x1f_ffff;
+
+/**
+ * A chain of descriptors posted by the driver, starting at `head`.
+ *
+ * Iterating it reads the descriptors one by one from guest memory and checks each before it is
+ * yielded: index in range, no more descriptors than the queue size (so a loop ends), the buffer
+ * wholly in guest memory with a safe address and no overflow, no readable descriptor after a
+ * writable one, and the indirect rules (length a non-zero multiple of 16 holding at most the
+ * queue size, no nesting, no NEXT beside INDIRECT). The first broken rule throws a
+ * {@link VirtioError}; consumers that must not half-apply a chain use {@link descriptors}, which
+ * checks the whole chain before returning any of it.
+ *
+ * An indirect descriptor is followed, not yielded. Its own WRITE flag is ignored, as the spec
+ * asks. Iterating twice reads guest memory twice: the guest may have changed it in between.
+ */
+export class DescriptorChain implements Iterable<Descriptor> {
+  /** The guest memory the chain was popped from (a snapshot: a later memory swap leaves it). */
+  readonly memory: GuestMemory;
+  /** The head index: what the device reports back in the used ring. */
+  readonly head: number;
+  /** Guest address of the queue's descriptor table, where the chain starts. */
+  readonly table: GuestAddress;
+  readonly #queueSize: number;
+
+  /**
+   * @param table - Guest address of the queue's descriptor table (`queueSize` entries, checked
+   *   by the queue to lie in `memory`).
+   * @throws {VirtioError} `ERR_DESC_INDEX` when `head >= queueSize`.
+   */
+  constructor(memory: GuestMemory, table: GuestAddress, queueSize: number, head: number) {
+    if (!(Number.isInteger(head) && head >= 0 && head < queueSize)) {
+      throw new VirtioError('ERR_DESC_INDEX', `head index ${head} is outside the queue of ${queueSize} descriptors`, {
+        index: head,
+      });
+    }
+    this.memory = memory;
+    this.table = table;
+    this.#queueSize = queueSize;
+    this.head = head;
+  }
+
+  /**
+   * Every descriptor of the chain, all checked before the array is returned.
+   *
+   * @throws {VirtioError} as iteration.
+   */
+  descriptors(): Descriptor[] {
+    return [...this];
+  }
+
+  *[Symbol.iterator](): Generator<Descriptor, void, undefined> {
+    const mem = this.memory;
+    let table = this.table;
+    let tableSize = this.#queueSize;
+    let ttl = this.#queueSize;
+    let indirect = false;
+    let sawWritable = false;
+    let index = this.head;
+    for (;;) {
+      if (index >= tableSize) {
+        throw new VirtioError(
+          'ERR_DESC_INDEX',
+          `descriptor index ${index} is outside the ${indirect ? 'indirect ' : ''}table of ${tableSize}`,
+          { index },
+        );
+      }
+      if (ttl-- === 0) {
+        throw new VirtioError(
+          'ERR_DESC_CHAIN_TOO_LONG',
+          `the chain at head ${this.head} has more than ${indirect ? tableSize : this.#queueSize} descriptors (a loop?)`,
+          { index },
+        );
+      }
+      const at = (table + index * DESCRIPTOR_SIZE) as GuestAddress;
+      const lo = mem.readU32LE(at);
+      const hi = mem.readU32LE((at + 4) as GuestAddress);
+      const len = mem.readU32LE((at + 8) as GuestAddress);
+      const flags = mem.readU16LE((at + 12) as GuestAddress);
+      const next = mem.readU16LE((at + 14) as GuestAddress);
+      if (hi > MAX_SAFE_HIGH) {
+        const addr = (BigInt(hi) << 32n) | BigInt(lo);
+        throw new VirtioError('ERR_DESC_UNSAFE_ADDRESS', `descriptor ${index} has address ${hex(addr)}, beyond 2^53`, {
+          index,
+          length: len,
+        });
+      }
+      const addr = (hi * 2 ** 32 + lo) as GuestAddress;
+      if (addr + len > Number.MAX_SAFE_INTEGER) {
+        throw new VirtioError('ERR_DESC_OVERFLOW', `descriptor ${index}: ${hex(addr)} + ${hex(len)} passes 2^53`, {
+          index,
+          address: addr,
+          length: len,
+        });
+      }
+      if (!mem.rangeInMemory(addr, len)) {
+        throw new VirtioError(
+          'ERR_DESC_ADDRESS',
+          `descriptor ${index}: [${hex(addr)}, ${hex(addr + len)}) is not all guest memory`,
+          { index, address: addr, length: len },
+        );
+      }
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        if (indirect) {
+          throw new VirtioError('ERR_DESC_INDIRECT_NESTED', `descriptor ${index} of an indirect table is indirect itself`, {
+            index,
+            address: addr,
+            length: len,
+          });
+        }
+        if ((flags & VIRTQ_DESC_F_NEXT) !== 0) {
+          throw new VirtioError('ERR_DESC_INDIRECT_NEXT', `descriptor ${index} sets both INDIRECT and NEXT`, {
+            index,
+            address: addr,
+            length: len,
+          });
+        }
+        if (len === 0 || len % DESCRIPTOR_SIZE !== 0 || len / DESCRIPTOR_SIZE > this.#queueSize) {
+          throw new VirtioError(
+            'ERR_DESC_INDIRECT_LENGTH',
+            `indirect table of ${len} bytes at descriptor ${index}: want a non-zero multiple of 16, at most ${this.#queueSize} entries`,
+            { index, address: addr, length: len },
+          );
+        }
+        table = addr;
+        tableSize = ttl = len / DESCRIPTOR_SIZE;
+        indirect = true;
+        index = 0;
+        continue;
+      }
+      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      if (writable) sawWritable = true;
+      else if (sawWritable) {
+        throw new VirtioError('ERR_DESC_READ_AFTER_WRITE', `descriptor ${index} is readable but follows a writable one`, {
+          index,
+          address: addr,
+          length: len,
+        });
+      }
+      yield { index, addr, len, flags, next, writable };
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return;
+      index = next;
+    }
+  }
+}

@@ -1,0 +1,428 @@
+/**
+ * Scatter-gather buffers over the guest memory a descriptor chain names: IoVecBuffer for the
+ * device-readable part, IoVecBufferMut for the device-writable part. Each is a list of Uint8Array
+ * views straight into guest memory, so copies and fd I/O (readv/writev) touch no other buffer.
+ */
+import { validateIndex } from '../address/address.js';
+import { validateBuffer } from '../bytes/access.js';
+import { type FilePosition, transfer, validateFd, validatePosition } from '../bytes/fd-io.js';
+import { VolatileMemoryError } from '../bytes/errors.js';
+import type { VolatileSlice } from '../volatile/slice.js';
+import type { Descriptor, DescriptorChain } from './chain.js';
+import { VirtioError } from './errors.js';
+
+/** The most views one readv/writev takes (Linux IOV_MAX). */
+export const IOV_MAX = 1024;
+const MAX_U32 = 0xffff_ffff;
+
+/** What {@link IoVecBufferMut.appendChain} added: one chain's share of the buffer. */
+export interface ParsedChain {
+  /** The chain's head index, for the used ring. */
+  readonly head: number;
+  /** Its bytes. */
+  readonly length: number;
+  /** Its views (a descriptor spanning two regions gives two). */
+  readonly viewCount: number;
+}
+
+/** The readable and writable parts of one chain (see {@link splitChain}). */
+export interface ReaderWriter {
+  readonly head: number;
+  readonly reader: IoVecBuffer;
+  readonly writer: IoVecBufferMut;
+}
+
+/**
+ * The device-readable buffers of a descriptor chain.
+ *
+ * Every descriptor's whole range was checked to be guest memory when the buffer was built. The
+ * views stay valid for the request's life; after a WebAssembly memory grows, build it again.
+ */
+export class IoVecBuffer {
+  readonly #views: Uint8Array[];
+  /** Total bytes (at most 2^32 - 1). */
+  readonly length: number;
+
+  private constructor(views: Uint8Array[], length: number) {
+    this.#views = views;
+    this.length = length;
+  }
+
+  /**
+   * The buffer of a chain that has only device-readable descriptors.
+   *
+   * @throws {VirtioError} `ERR_IOVEC_WRITE_ONLY`, `ERR_IOVEC_OVERFLOW`, or any chain error.
+   */
+  static fromChain(chain: DescriptorChain): IoVecBuffer {
+    const descs = chain.descriptors();
+    const w = descs.find((d) => d.writable);
+    if (w !== undefined) {
+      throw new VirtioError('ERR_IOVEC_WRITE_ONLY', `descriptor ${w.index} of chain ${chain.head} is device-writable`, {
+        index: w.index,
+        address: w.addr,
+        length: w.len,
+      });
+    }
+    return IoVecBuffer._fromDescriptors(chain, descs);
+  }
+
+  /** A buffer over plain byte arrays: for device models tested without guest memory. */
+  static fromBytes(parts: readonly Uint8Array[]): IoVecBuffer {
+    for (const p of parts) validateBuffer(p);
+    return new IoVecBuffer([...parts], totalLength(parts.map((p) => p.length), 0));
+  }
+
+  /** @internal The buffer over descriptors already checked by their chain. */
+  static _fromDescriptors(chain: DescriptorChain, descs: readonly Descriptor[]): IoVecBuffer {
+    const length = totalLength(descs.map((d) => d.len), 0);
+    return new IoVecBuffer(sliceAll(chain, descs).map((s) => s.view('read')), length);
+  }
+
+  /** How many views (iovecs) the buffer has. */
+  get viewCount(): number {
+    return this.#views.length;
+  }
+
+  /** The views, in order: what a writev would take. Do not write through them. */
+  views(): readonly Uint8Array[] {
+    return this.#views;
+  }
+
+  /**
+   * Copies up to `buf.length` bytes from `offset` into `buf`; returns how many (0 at or past
+   * the end).
+   */
+  readAt(offset: number, buf: Uint8Array): number {
+    validateIndex(offset, 'offset');
+    validateBuffer(buf);
+    return copy(this.#views, 0, offset, buf, false);
+  }
+
+  /**
+   * Fills `buf` from `offset`.
+   *
+   * @throws {VirtioError} `ERR_IOVEC_OUT_OF_BOUNDS` when `offset >= length`;
+   *   `ERR_IOVEC_PARTIAL_BUFFER` when the buffer ends first (`completed` bytes of `buf` are filled).
+   */
+  readExactAt(offset: number, buf: Uint8Array): void {
+    checkOffset(offset, this.length);
+    const n = this.readAt(offset, buf);
+    if (n !== buf.length) throw partial(offset, buf.length, n);
+  }
+
+  /**
+   * Writes up to `length` bytes from `offset` to `fd` with one writev over the guest views (at
+   * most {@link IOV_MAX} of them), retried on EINTR. Returns the bytes written: fewer than asked
+   * is a partial transfer, to be continued by the caller.
+   *
+   * @param position - File offset, or `null` for the fd's current position.
+   * @throws {VirtioError} `ERR_IOVEC_IO` with the system error as `cause`.
+   */
+  writeToFd(fd: number, offset: number, length: number, position: FilePosition = null): number {
+    return fdTransfer(this.#views, 0, fd, offset, length, position, false);
+  }
+}
+
+/**
+ * Device-writable buffers: one chain's, or several chains appended one after another (a ring
+ * bounded by `capacity` views, as a network device that fills many receive chains needs).
+ *
+ * The guest pages behind a chain are marked dirty when it is appended, before any view of them
+ * exists, since writes through the views cannot be seen. Appending checks the whole chain first:
+ * a broken descriptor anywhere leaves the buffer (and the dirty bitmap) as it was.
+ */
+export class IoVecBufferMut {
+  /** The most views the buffer holds. */
+  readonly capacity: number;
+  #views: Uint8Array[] = [];
+  /** Index of the first live view in `#views` (dropped chains leave a prefix behind). */
+  #start = 0;
+  #chains: ParsedChain[] = [];
+  #length = 0;
+
+  /** An empty buffer holding at most `capacity` views (a queue's size is the natural bound). */
+  constructor(capacity = 256) {
+    this.capacity = validateIndex(capacity, 'capacity');
+  }
+
+  /**
+   * The buffer of a chain that has only device-writable descriptors.
+   *
+   * @throws {VirtioError} as {@link appendChain}.
+   */
+  static fromChain(chain: DescriptorChain, capacity = 256): IoVecBufferMut {
+    const b = new IoVecBufferMut(capacity);
+    b.appendChain(chain);
+    return b;
+  }
+
+  /** A buffer over plain byte arrays: for device models tested without guest memory. */
+  static fromBytes(parts: readonly Uint8Array[]): IoVecBufferMut {
+    for (const p of parts) validateBuffer(p);
+    const b = new IoVecBufferMut(parts.length);
+    b.#push(-1, [...parts], totalLength(parts.map((p) => p.length), 0));
+    return b;
+  }
+
+  /** @internal Used by {@link splitChain}. */
+  static _fromDescriptors(chain: DescriptorChain, descs: readonly Descriptor[]): IoVecBufferMut {
+    const length = totalLength(descs.map((d) => d.len), 0);
+    const slices = sliceAll(chain, descs);
+    const b = new IoVecBufferMut(slices.length);
+    b.#push(chain.head, slices.map((s) => s.view('write')), length);
+    return b;
+  }
+
+  /** Total bytes over all chains (at most 2^32 - 1). */
+  get length(): number {
+    return this.#length;
+  }
+
+  /** How many views the buffer has. */
+  get viewCount(): number {
+    return this.#views.length - this.#start;
+  }
+
+  /** How many chains the buffer has. */
+  get chainCount(): number {
+    return this.#chains.length;
+  }
+
+  /** The views, in order: what a readv would take. */
+  views(): readonly Uint8Array[] {
+    return this.#start === 0 ? this.#views : this.#views.slice(this.#start);
+  }
+
+  /**
+   * Appends a chain of device-writable descriptors after the ones already held.
+   *
+   * @throws {VirtioError} `ERR_IOVEC_READ_ONLY`, `ERR_IOVEC_OVERFLOW` (total past 2^32 - 1),
+   *   `ERR_IOVEC_FULL` (more than `capacity` views), or any chain error; the buffer is unchanged.
+   */
+  appendChain(chain: DescriptorChain): ParsedChain {
+    const descs = chain.descriptors();
+    const r = descs.find((d) => !d.writable);
+    if (r !== undefined) {
+      throw new VirtioError('ERR_IOVEC_READ_ONLY', `descriptor ${r.index} of chain ${chain.head} is device-readable`, {
+        index: r.index,
+        address: r.addr,
+        length: r.len,
+      });
+    }
+    const length = totalLength(descs.map((d) => d.len), this.#length) - this.#length;
+    const slices = sliceAll(chain, descs);
+    if (this.viewCount + slices.length > this.capacity) {
+      throw new VirtioError(
+        'ERR_IOVEC_FULL',
+        `chain ${chain.head} needs ${slices.length} views; ${this.capacity - this.viewCount} of ${this.capacity} are free`,
+        { index: chain.head },
+      );
+    }
+    return this.#push(chain.head, slices.map((s) => s.view('write')), length);
+  }
+
+  #push(head: number, views: Uint8Array[], length: number): ParsedChain {
+    for (const v of views) this.#views.push(v);
+    const parsed: ParsedChain = { head, length, viewCount: views.length };
+    this.#chains.push(parsed);
+    this.#length += length;
+    return parsed;
+  }
+
+  /** Removes the oldest chain (the one the device filled first); `undefined` when empty. */
+  dropChainFront(): ParsedChain | undefined {
+    const c = this.#chains.shift();
+    if (c === undefined) return undefined;
+    this.#start += c.viewCount;
+    this.#length -= c.length;
+    // Compact once the dead prefix is as long as the live part: amortised O(1) per view.
+    if (this.#start >= this.#views.length - this.#start) {
+      this.#views = this.#views.slice(this.#start);
+      this.#start = 0;
+    }
+    return c;
+  }
+
+  /** Removes the newest chain (e.g. to give it back with `undoPop`); `undefined` when empty. */
+  dropChainBack(): ParsedChain | undefined {
+    const c = this.#chains.pop();
+    if (c === undefined) return undefined;
+    this.#views.length -= c.viewCount;
+    this.#length -= c.length;
+    return c;
+  }
+
+  /** Drops every chain. */
+  clear(): void {
+    this.#views = [];
+    this.#start = 0;
+    this.#chains = [];
+    this.#length = 0;
+  }
+
+  /**
+   * Copies up to `buf.length` bytes of `buf` into the buffer at `offset`; returns how many (0 at
+   * or past the end).
+   */
+  writeAt(offset: number, buf: Uint8Array): number {
+    validateIndex(offset, 'offset');
+    validateBuffer(buf);
+    return copy(this.#views, this.#start, offset, buf, true);
+  }
+
+  /**
+   * Writes all of `buf` at `offset`, or nothing.
+   *
+   * @throws {VirtioError} `ERR_IOVEC_OUT_OF_BOUNDS` when `offset >= length`;
+   *   `ERR_IOVEC_PARTIAL_BUFFER` (`completed` 0) when `buf` does not fit.
+   */
+  writeAllAt(offset: number, buf: Uint8Array): void {
+    checkOffset(offset, this.#length);
+    validateBuffer(buf);
+    if (buf.length > this.#length - offset) throw partial(offset, buf.length, 0);
+    this.writeAt(offset, buf);
+  }
+
+  /** Copies up to `buf.length` bytes from `offset` into `buf` (reads back what was written). */
+  readAt(offset: number, buf: Uint8Array): number {
+    validateIndex(offset, 'offset');
+    validateBuffer(buf);
+    return copy(this.#views, this.#start, offset, buf, false);
+  }
+
+  /**
+   * Reads up to `length` bytes from `fd` into the buffer at `offset` with one readv over the guest
+   * views (at most {@link IOV_MAX}), retried on EINTR. Returns the bytes read: fewer than asked
+   * is a partial transfer (0: end of file).
+   *
+   * @param position - File offset, or `null` for the fd's current position.
+   * @throws {VirtioError} `ERR_IOVEC_IO` with the system error as `cause`.
+   */
+  readFromFd(fd: number, offset: number, length: number, position: FilePosition = null): number {
+    return fdTransfer(this.#views, this.#start, fd, offset, length, position, true);
+  }
+}
+
+/**
+ * Splits a chain into its readable head and writable tail, the shape of requests that carry a
+ * header and data out and a status back (virtio-blk, virtio-scsi). The chain is checked whole
+ * before either buffer exists; readable after writable is already refused by the chain.
+ *
+ * @throws {VirtioError} `ERR_IOVEC_OVERFLOW`, or any chain error.
+ */
+export function splitChain(chain: DescriptorChain): ReaderWriter {
+  const descs = chain.descriptors();
+  let k = descs.findIndex((d) => d.writable);
+  if (k < 0) k = descs.length;
+  const readable = descs.slice(0, k);
+  const writable = descs.slice(k);
+  // Check both totals before the writable pages are marked dirty.
+  totalLength(readable.map((d) => d.len), 0);
+  totalLength(writable.map((d) => d.len), 0);
+  return {
+    head: chain.head,
+    reader: IoVecBuffer._fromDescriptors(chain, readable),
+    writer: IoVecBufferMut._fromDescriptors(chain, writable),
+  };
+}
+
+/** The slices covering each descriptor's range, in order (ranges re-checked here). */
+function sliceAll(chain: DescriptorChain, descs: readonly Descriptor[]): VolatileSlice[] {
+  const out: VolatileSlice[] = [];
+  const mem = chain.memory;
+  for (const d of descs) {
+    if (d.len === 0) continue;
+    for (const s of mem.getSlices(d.addr, d.len)) out.push(s);
+  }
+  return out;
+}
+
+/** `base + sum(lengths)`, refused past u32. */
+function totalLength(lengths: readonly number[], base: number): number {
+  let n = base;
+  for (const l of lengths) {
+    n += l;
+    if (n > MAX_U32) {
+      throw new VirtioError('ERR_IOVEC_OVERFLOW', `the buffer would hold more than 2^32 - 1 bytes`, { length: n });
+    }
+  }
+  return n;
+}
+
+/** Copies between `buf` and the views from `offset`; returns the bytes moved. */
+function copy(views: readonly Uint8Array[], start: number, offset: number, buf: Uint8Array, toViews: boolean): number {
+  let done = 0;
+  let skip = offset;
+  for (let i = start; i < views.length && done < buf.length; i++) {
+    const v = views[i];
+    if (skip >= v.length) {
+      skip -= v.length;
+      continue;
+    }
+    const n = Math.min(v.length - skip, buf.length - done);
+    if (toViews) v.set(buf.subarray(done, done + n), skip);
+    else buf.set(v.subarray(skip, skip + n), done);
+    done += n;
+    skip = 0;
+  }
+  return done;
+}
+
+/** One readv/writev between `fd` and the views' bytes `[offset, offset + length)`. */
+function fdTransfer(
+  views: readonly Uint8Array[],
+  start: number,
+  fd: number,
+  offset: number,
+  length: number,
+  position: FilePosition,
+  toViews: boolean,
+): number {
+  try {
+    fd = validateFd(fd);
+    position = validatePosition(position);
+  } catch (err) {
+    throw new VirtioError('ERR_INVALID_ARG', (err as Error).message);
+  }
+  validateIndex(offset, 'offset');
+  validateIndex(length, 'length');
+  const iov: Uint8Array[] = [];
+  let want = length;
+  let skip = offset;
+  for (let i = start; i < views.length && want > 0 && iov.length < IOV_MAX; i++) {
+    const v = views[i];
+    if (skip >= v.length) {
+      skip -= v.length;
+      continue;
+    }
+    const n = Math.min(v.length - skip, want);
+    iov.push(skip === 0 && n === v.length ? v : v.subarray(skip, skip + n));
+    want -= n;
+    skip = 0;
+  }
+  if (iov.length === 0) return 0;
+  try {
+    return transfer(fd, iov, position, toViews, 0);
+  } catch (err) {
+    if (!(err instanceof VolatileMemoryError)) throw err;
+    throw new VirtioError('ERR_IOVEC_IO', err.message, { cause: err.cause, completed: 0 });
+  }
+}
+
+function checkOffset(offset: number, length: number): void {
+  validateIndex(offset, 'offset');
+  if (offset >= length) {
+    throw new VirtioError('ERR_IOVEC_OUT_OF_BOUNDS', `offset ${offset} is not inside the buffer of ${length} bytes`, {
+      address: offset,
+      length,
+    });
+  }
+}
+
+function partial(offset: number, expected: number, completed: number): VirtioError {
+  return new VirtioError(
+    'ERR_IOVEC_PARTIAL_BUFFER',
+    `${expected} bytes at offset ${offset} do not fit the buffer; ${completed} moved`,
+    { address: offset, expected, completed },
+  );
+}
