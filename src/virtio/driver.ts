@@ -128,8 +128,8 @@ export class VirtqueueDriver {
   }
 
   /**
-   * Places `readable` (copied into guest memory) and `writable.length` device-writable buffers
-   * of the given sizes in one chain, and makes it available. With `indirect`, the descriptors go
+   * Places `readable` (copied into guest memory) and `writable.length` zeroed device-writable
+   * buffers of the given sizes in one chain, and makes it available. With `indirect`, the descriptors go
    * to an indirect table and the chain takes one slot of the queue's table.
    */
   post(readable: readonly Uint8Array[], writable: readonly number[], options: { indirect?: boolean } = {}): PostedChain {
@@ -138,7 +138,11 @@ export class VirtqueueDriver {
       this.memory.writeSlice(addr, bytes);
       return { addr, len: bytes.length };
     });
-    const w = writable.map((len) => ({ addr: this.alloc(len), len }));
+    const w = writable.map((len) => {
+      const addr = this.alloc(len);
+      this.memory.zero(addr, len);
+      return { addr, len };
+    });
     const parts = [...r.map((b) => ({ ...b, flags: 0 })), ...w.map((b) => ({ ...b, flags: VIRTQ_DESC_F_WRITE }))];
     if (parts.length === 0) throw new VirtioError('ERR_INVALID_ARG', 'a chain needs at least one buffer');
     let head: number;

@@ -14,8 +14,12 @@ export const MAX_QUEUE_SIZE = 32768;
 export const VIRTQ_AVAIL_F_NO_INTERRUPT = 1;
 /** used.flags: the device asks not to be notified (ignored under EVENT_IDX). */
 export const VIRTQ_USED_F_NO_NOTIFY = 1;
-/** Feature bit of VIRTIO_F_EVENT_IDX: used_event / avail_event replace the flags. */
+/** Feature bit: descriptors may point to indirect tables. */
+export const VIRTIO_RING_F_INDIRECT_DESC = 28;
+/** Feature bit: used_event / avail_event replace the NO_INTERRUPT / NO_NOTIFY flags. */
 export const VIRTIO_RING_F_EVENT_IDX = 29;
+/** Feature bit: a virtio 1.x (non-legacy) device. */
+export const VIRTIO_F_VERSION_1 = 32;
 
 /** Where a split queue lives and where it stands: what a transport (or vhost-user) collects. */
 export interface SplitQueueConfig {
