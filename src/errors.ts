@@ -26,6 +26,7 @@ export class GuestmemError<Code extends string = string> extends Error {
     this.completed = details.completed;
   }
 
+  /** The class name, e.g. `'GuestMemoryError'`, as Node's errors report theirs. */
   override get name(): string {
     return this.constructor.name;
   }
@@ -33,10 +34,15 @@ export class GuestmemError<Code extends string = string> extends Error {
 
 /** Optional facts attached to an error. */
 export interface ErrorDetails {
+  /** Becomes the error's `address`. */
   address?: number | undefined;
+  /** Becomes the error's `length`. */
   length?: number | undefined;
+  /** Becomes the error's `expected`. */
   expected?: number | undefined;
+  /** Becomes the error's `completed`. */
   completed?: number | undefined;
+  /** The underlying failure (a system error, say), as `Error.cause`. */
   cause?: unknown;
 }
 

@@ -7,9 +7,9 @@ export * from './address/address.js';
 export * from './address/range.js';
 export * from './address/errors.js';
 export { GuestmemError, type ErrorDetails } from './errors.js';
-export type { MemoryBackend } from './backend/backend.js';
-export { heapBackend, sharedBackend, adoptBackend } from './backend/buffer.js';
-export { WasmMemoryBackend, type WebAssemblyMemory } from './backend/wasm.js';
+export type { BackendDescription, MemoryBackend } from './backend/backend.js';
+export { heapBackend, sharedBackend, adoptBackend, sharedBufferBackend, type SharedBufferDescription } from './backend/buffer.js';
+export { WasmMemoryBackend, type WasmMemoryDescription, type WebAssemblyMemory } from './backend/wasm.js';
 export { BackingViews, MAX_VIEW_BYTES } from './backend/views.js';
 export * from './backend/errors.js';
 export * from './bitmap/bitmap.js';
@@ -23,6 +23,7 @@ export {
   type ValueType,
   type ValueOf,
   type InputOf,
+  type U64In,
   u8, i8, u16le, u16be, i16le, i16be, u32le, u32be, i32le, i32be,
   u64le, u64be, i64le, i64be, u64leNumber, u64beNumber, f32le, f32be, f64le, f64be,
 } from './bytes/values.js';
@@ -32,5 +33,16 @@ export { VolatileRef, VolatileArrayRef } from './volatile/ref.js';
 export { ContiguousBytes } from './volatile/contiguous.js';
 export { GuestMemoryRegion, type RegionOptions } from './region/region.js';
 export * from './region/errors.js';
-export { GuestMemory, GuestMemoryAtomic, type FromRangesOptions, type RegionAddress } from './memory/guest-memory.js';
+export {
+  GuestMemory,
+  GuestMemoryAtomic,
+  type FromRangesOptions,
+  type GuestDirtyRange,
+  type RegionAddress,
+} from './memory/guest-memory.js';
 export * from './memory/errors.js';
+export * from './memory/share.js';
+export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
+export { layoutPath, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
+export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
+export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';

@@ -12,10 +12,16 @@ import { AddressError } from './errors.js';
 declare const brand: unique symbol;
 
 /** A guest physical address. Create with {@link GuestAddress}. */
-export type GuestAddress = number & { readonly [brand]: 'GuestAddress' };
+export type GuestAddress = number & {
+  /** @internal Compile-time brand only; no such property exists. */
+  readonly [brand]: 'GuestAddress';
+};
 
 /** An offset from the start of one memory region. Create with {@link MemoryRegionAddress}. */
-export type MemoryRegionAddress = number & { readonly [brand]: 'MemoryRegionAddress' };
+export type MemoryRegionAddress = number & {
+  /** @internal Compile-time brand only; no such property exists. */
+  readonly [brand]: 'MemoryRegionAddress';
+};
 
 /** Either kind of branded address: what the checked arithmetic below accepts. */
 export type Address = GuestAddress | MemoryRegionAddress;
@@ -25,7 +31,7 @@ export type Address = GuestAddress | MemoryRegionAddress;
  *
  * @throws {AddressError} `ERR_INVALID_ADDRESS` when `value` is not a non-negative safe integer.
  * @example
- * const a = GuestAddress(0x1000);
+ * const a = GuestAddress(0x1000); // => 0x1000
  */
 export function GuestAddress(value: number): GuestAddress {
   return validateIndex(value, 'address') as GuestAddress;

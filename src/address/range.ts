@@ -8,7 +8,9 @@ import { AddressError } from './errors.js';
  * @typeParam A - The address kind, e.g. {@link GuestAddress}.
  */
 export class AddressRange<A extends number = number> {
+  /** The first address in the range. */
   readonly start: A;
+  /** The first address past the range. */
   readonly end: A;
 
   /**
@@ -36,10 +38,12 @@ export class AddressRange<A extends number = number> {
     return new AddressRange(start, rangeEnd(start, length));
   }
 
+  /** `end - start`. */
   get length(): number {
     return this.end - this.start;
   }
 
+  /** True when the range holds no address. */
   get isEmpty(): boolean {
     return this.end === this.start;
   }
@@ -65,6 +69,7 @@ export class AddressRange<A extends number = number> {
     return new AddressRange(Math.max(this.start, other.start) as A, Math.min(this.end, other.end) as A);
   }
 
+  /** `[start, end)` in hex. */
   toString(): string {
     return `[${hex(this.start)}, ${hex(this.end)})`;
   }

@@ -1,6 +1,6 @@
-import { validateIndex } from '../address/address.js';
+import { isIndex, validateIndex } from '../address/address.js';
 import { hex } from '../errors.js';
-import type { MemoryBackend } from './backend.js';
+import type { BackendDescription, MemoryBackend } from './backend.js';
 import { BackendError } from './errors.js';
 import { type BackingViews, isSharedArrayBuffer, viewsOf } from './views.js';
 
@@ -23,6 +23,49 @@ class BufferBackend implements MemoryBackend {
   views(): BackingViews {
     return this.#views;
   }
+
+  share(): SharedBufferDescription {
+    if (!this.shared) {
+      throw new BackendError(
+        'ERR_BACKEND_NOT_SHAREABLE',
+        `${this.kind} memory lives in an ArrayBuffer only this thread can see; back it with a SharedArrayBuffer to share it`,
+        { length: this.size },
+      );
+    }
+    return { kind: 'shared-array-buffer', buffer: this.#views.buffer as SharedArrayBuffer, byteOffset: this.byteOffset, size: this.size };
+  }
+}
+
+/** How a backend over a SharedArrayBuffer describes itself (structured-clonable, not JSON). */
+export interface SharedBufferDescription extends BackendDescription {
+  readonly kind: 'shared-array-buffer';
+  /** The memory itself: postMessage shares a SharedArrayBuffer rather than copying it. */
+  readonly buffer: SharedArrayBuffer;
+  /** Where the backend's bytes start in `buffer`. */
+  readonly byteOffset: number;
+  /** The backend's bytes. */
+  readonly size: number;
+}
+
+/**
+ * Rebuilds, in this worker, the backend a {@link SharedBufferDescription} describes: the same
+ * bytes of the same SharedArrayBuffer.
+ *
+ * @throws {BackendError} `ERR_INVALID_ARG` for anything else.
+ */
+export function sharedBufferBackend(description: BackendDescription): MemoryBackend {
+  const { kind, buffer, byteOffset, size } = description as Partial<SharedBufferDescription>;
+  if (
+    kind !== 'shared-array-buffer' ||
+    buffer === undefined ||
+    !isSharedArrayBuffer(buffer) ||
+    !isIndex(byteOffset) ||
+    !isIndex(size) ||
+    byteOffset + size > buffer.byteLength
+  ) {
+    throw new BackendError('ERR_INVALID_ARG', 'not a shared-array-buffer description: it needs a SharedArrayBuffer and a byteOffset and size inside it');
+  }
+  return new BufferBackend('shared', new Uint8Array(buffer, byteOffset, size));
 }
 
 function allocate(size: number, shared: boolean): Uint8Array {

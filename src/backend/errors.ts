@@ -6,6 +6,8 @@ export type BackendErrorCode =
   | 'ERR_BACKEND_CLOSED'
   /** A size or offset that the backend cannot provide. */
   | 'ERR_BACKEND_SIZE'
+  /** Memory that no other worker or process can see was asked for a shareable description. */
+  | 'ERR_BACKEND_NOT_SHAREABLE'
   /** An argument of the wrong kind. */
   | 'ERR_INVALID_ARG';
 

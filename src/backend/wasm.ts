@@ -1,4 +1,5 @@
-import type { MemoryBackend } from './backend.js';
+import type { BackendDescription, MemoryBackend } from './backend.js';
+import { BackendError } from './errors.js';
 import { BackingViews, isSharedArrayBuffer } from './views.js';
 
 /** What the backend uses of a `WebAssembly.Memory` (typed here so as not to need the DOM lib). */
@@ -40,4 +41,42 @@ export class WasmMemoryBackend implements MemoryBackend {
     if (this.#views.buffer !== buffer) this.#views = new BackingViews(buffer);
     return this.#views;
   }
+
+  /**
+   * A description holding the memory itself: a shared WebAssembly.Memory is structured-clonable,
+   * so a worker receives the same memory (and sees it grow).
+   *
+   * @throws {BackendError} `ERR_BACKEND_NOT_SHAREABLE` for a memory created without `shared: true`.
+   */
+  share(): WasmMemoryDescription {
+    if (!this.shared) {
+      throw new BackendError(
+        'ERR_BACKEND_NOT_SHAREABLE',
+        'this WebAssembly memory is not shared; create it with { shared: true, maximum } to share it',
+        { length: this.size },
+      );
+    }
+    return { kind: 'wasm-memory', memory: this.memory };
+  }
+
+  /**
+   * Rebuilds, in this worker, the backend a {@link WasmMemoryDescription} describes.
+   *
+   * @throws {BackendError} `ERR_INVALID_ARG` unless it holds a shared WebAssembly memory.
+   */
+  static fromShared(description: BackendDescription): WasmMemoryBackend {
+    const { kind, memory } = description as Partial<WasmMemoryDescription>;
+    const buffer: unknown = typeof memory === 'object' && memory !== null ? memory.buffer : undefined;
+    if (kind !== 'wasm-memory' || !(buffer instanceof SharedArrayBuffer) || typeof memory?.grow !== 'function') {
+      throw new BackendError('ERR_INVALID_ARG', 'not a wasm-memory description: it needs a shared WebAssembly.Memory');
+    }
+    return new WasmMemoryBackend(memory);
+  }
+}
+
+/** How a {@link WasmMemoryBackend} over a shared memory describes itself (structured-clonable). */
+export interface WasmMemoryDescription extends BackendDescription {
+  readonly kind: 'wasm-memory';
+  /** The shared memory itself, which postMessage shares rather than copies. */
+  readonly memory: WebAssemblyMemory;
 }

@@ -1,4 +1,5 @@
 import { describe, isIndex, validateIndex } from '../address/address.js';
+import type { MemoryBackend } from '../backend/backend.js';
 import { HOST_LITTLE_ENDIAN } from '../backend/views.js';
 import { hex } from '../errors.js';
 import type { Bitmap } from './bitmap.js';
@@ -51,7 +52,9 @@ export interface SharedBitmapDescription {
 
 /** A run of dirty pages in bytes: page-aligned, except that the last page ends at `byteLength`. */
 export interface DirtyRange {
+  /** Bytes from the start of what the bitmap covers. */
   readonly offset: number;
+  /** Bytes in the run. */
   readonly length: number;
 }
 
@@ -73,10 +76,21 @@ const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (
   options: { maxByteLength: number },
 ) => SharedArrayBuffer;
 
-/** Lets {@link AtomicBitmap.fromShared} hand the constructor existing words, out of reach of callers. */
+/**
+ * Where the words of a bitmap made by {@link AtomicBitmap.inBackend} live: memory that other
+ * workers or processes map too, and that is described together with the guest memory.
+ */
+export interface BitmapBacking {
+  /** The memory holding the words. */
+  readonly backend: MemoryBackend;
+  /** Where the words start in the backend. */
+  readonly offset: number;
+}
+
+/** Lets fromShared and inBackend hand the constructor existing words, out of reach of callers. */
 const ADOPT = Symbol('adopt');
 interface AdoptingOptions extends AtomicBitmapOptions {
-  [ADOPT]?: SharedArrayBuffer;
+  [ADOPT]?: { buffer: ArrayBufferLike; byteOffset: number; backing?: BitmapBacking };
 }
 
 /**
@@ -110,8 +124,9 @@ interface AdoptingOptions extends AtomicBitmapOptions {
  *
  * @example
  * const bitmap = new AtomicBitmap(1 << 20, { shared: true });
- * bitmap.markDirty(0x1ff8, 16);            // pages 1 and 2
- * for (const { offset, length } of bitmap.harvest().dirtyRanges()) copy(offset, length);
+ * bitmap.markDirty(0x1ff8, 16); // pages 1 and 2
+ * const taken = [...bitmap.harvest().dirtyRanges()]; // => [{ offset: 0x1000, length: 0x2000 }]
+ * bitmap.count(); // => 0
  */
 export class AtomicBitmap implements Bitmap {
   #words: Int32Array;
@@ -127,6 +142,7 @@ export class AtomicBitmap implements Bitmap {
   /** `log2(pageSize)`. */
   readonly #shift: number;
   readonly #shared: boolean;
+  readonly #backing: BitmapBacking | undefined;
 
   /**
    * A bitmap of `byteLength` bytes, all clean.
@@ -148,15 +164,15 @@ export class AtomicBitmap implements Bitmap {
     this.#shift = 31 - Math.clz32(pageSize);
     const adopted = (options as AdoptingOptions)[ADOPT];
     this.#shared = shared || adopted !== undefined;
+    this.#backing = adopted?.backing;
     if (adopted !== undefined) {
-      if (adopted.byteLength < wordBytes(pages)) {
-        throw new BitmapError(
-          'ERR_BITMAP_INVALID',
-          `shared words of ${hex(adopted.byteLength)} bytes cannot hold ${pages} pages`,
-          { length: byteLength },
-        );
+      const room = adopted.buffer.byteLength - adopted.byteOffset;
+      if (room < wordBytes(pages)) {
+        throw new BitmapError('ERR_BITMAP_INVALID', `shared words of ${hex(room)} bytes cannot hold ${pages} pages`, {
+          length: byteLength,
+        });
       }
-      this.#words = new Int32Array(adopted, 0, wordBytes(pages) / 4);
+      this.#words = new Int32Array(adopted.buffer, adopted.byteOffset, wordBytes(pages) / 4);
     } else if (maxByteLength !== undefined) {
       if (!shared) {
         throw new BitmapError(
@@ -193,8 +209,44 @@ export class AtomicBitmap implements Bitmap {
       throw new BitmapError('ERR_BITMAP_INVALID', `a shared bitmap description needs its words as a SharedArrayBuffer, got ${describe(words)}`);
     }
     checkPageSize(description.pageSize);
-    const options: AdoptingOptions = { pageSize: description.pageSize, [ADOPT]: words };
+    const options: AdoptingOptions = { pageSize: description.pageSize, [ADOPT]: { buffer: words, byteOffset: 0 } };
     return new AtomicBitmap(description.byteLength, options);
+  }
+
+  /**
+   * A shared bitmap whose words live in `backend` from `offset` on (`ceil(pages / 64) * 8`
+   * bytes, the words all clean or as another side left them): for example a memfd, so that
+   * another process marks into the same bits (`shareGuestMemory` describes the backend with
+   * the guest memory). It cannot grow beyond those words. Keep the backend open while the
+   * bitmap is used: once closed, marks throw.
+   *
+   * @throws {BitmapError} `ERR_BITMAP_INVALID` for a backend no other worker can see, an
+   * offset that is not a multiple of 8, words that do not fit the backend, or a bad geometry.
+   */
+  static inBackend(
+    backend: MemoryBackend,
+    byteLength: number,
+    options: { pageSize?: number | undefined; offset?: number | undefined } = {},
+  ): AtomicBitmap {
+    const { pageSize = DEFAULT_PAGE_SIZE, offset = 0 } = options;
+    checkPageSize(pageSize);
+    const bytes = wordBytes(pagesFor(byteLength, pageSize));
+    validateIndex(offset, 'offset');
+    if (!backend.shared || offset % 8 !== 0 || offset + bytes > backend.size) {
+      throw new BitmapError(
+        'ERR_BITMAP_INVALID',
+        `bitmap words need ${hex(bytes)} bytes at an 8-byte aligned offset of shared memory; got offset ${hex(offset)} of ${hex(backend.size)} bytes of ${backend.shared ? '' : 'non-'}shared ${backend.kind} memory`,
+        { address: offset, length: bytes },
+      );
+    }
+    const buffer = backend.views().buffer;
+    const adopt = { buffer, byteOffset: backend.byteOffset + offset, backing: { backend, offset } };
+    return new AtomicBitmap(byteLength, { pageSize, [ADOPT]: adopt } as AdoptingOptions);
+  }
+
+  /** Where the words live, for a bitmap made by {@link AtomicBitmap.inBackend}. */
+  get backing(): BitmapBacking | undefined {
+    return this.#backing;
   }
 
   /** Bytes covered. */
@@ -221,11 +273,15 @@ export class AtomicBitmap implements Bitmap {
    * A description another worker turns back into a bitmap over the same bits with
    * {@link AtomicBitmap.fromShared}.
    *
-   * @throws {BitmapError} `ERR_BITMAP_NOT_SHARED` unless the bitmap was created `shared`.
+   * @throws {BitmapError} `ERR_BITMAP_NOT_SHARED` unless the bitmap was created `shared`, or
+   * when its words live in a backend (describe that backend instead).
    */
   share(): SharedBitmapDescription {
     if (!this.#shared) {
       throw new BitmapError('ERR_BITMAP_NOT_SHARED', 'this bitmap was not created shared; pass { shared: true } to share it');
+    }
+    if (this.#backing !== undefined) {
+      throw new BitmapError('ERR_BITMAP_NOT_SHARED', `this bitmap's words live in a ${this.#backing.backend.kind} backend: share that backend`);
     }
     return { byteLength: this.#byteLength, pageSize: this.#pageSize, words: this.#words.buffer as SharedArrayBuffer };
   }
@@ -442,7 +498,15 @@ export class AtomicBitmap implements Bitmap {
     }
     const bytes = wordBytes(pages);
     const buffer = this.#words.buffer as unknown as GrowableBuffer;
-    if (bytes <= buffer.maxByteLength) {
+    if (this.#backing !== undefined) {
+      if (bytes > this.#words.byteLength) {
+        throw new BitmapError(
+          'ERR_BITMAP_CAPACITY',
+          `a bitmap in a ${this.#backing.backend.kind} backend has words for ${hex(this.#words.byteLength * 8 * this.#pageSize)} bytes and cannot grow to ${hex(newByteLength)}`,
+          { length: newByteLength },
+        );
+      }
+    } else if (bytes <= buffer.maxByteLength) {
       reserve(buffer, bytes);
       this.#words = new Int32Array(this.#words.buffer, 0, bytes / 4);
     } else if (this.#shared) {

@@ -27,6 +27,8 @@ export interface Span {
   readonly bitmap: Bitmap;
   /** True only for the scratch copy of a value that straddles two regions. */
   readonly scratch: boolean;
+  /** True when writes must not reach the span. */
+  readonly readOnly: boolean;
 }
 
 /**
@@ -50,6 +52,17 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   abstract _at(addr: number, size: number): number;
 
   /**
+   * @internal As {@link ByteAccess._at}, for a write: also throws (the layer's `ERR_READ_ONLY`)
+   * when any byte of the value is read-only memory, before anything is written. Subclasses with
+   * a faster test override it.
+   */
+  _atWrite(addr: number, size: number): number {
+    const a = this._at(addr, size);
+    if (this._span.readOnly) throw this._readOnly(addr, size);
+    return a;
+  }
+
+  /**
    * @internal Resolves `addr` for a bulk transfer of up to `length` bytes: the absolute offset
    * into `this._span.v`, with `this._run` set to the contiguous bytes there (at most `length`),
    * or -1 when no memory starts at `addr`. `addr` is already validated.
@@ -59,8 +72,19 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   /** @internal Throws unless a partial transfer may start at `addr` (validated here). */
   abstract _checkStart(addr: number): void;
 
-  /** @internal Throws unless all of `[addr, addr + length)` is memory (validated here). */
-  abstract _checkRange(addr: number, length: number): void;
+  /**
+   * @internal Throws unless all of `[addr, addr + length)` is memory (validated here) and, for a
+   * `write`, none of it is read-only.
+   */
+  abstract _checkRange(addr: number, length: number, write?: boolean): void;
+
+  /** @internal The layer's `ERR_READ_ONLY` error for a refused write of `length` bytes at `addr`. */
+  _readOnly(addr: number, length: number): Error {
+    return new VolatileMemoryError('ERR_READ_ONLY', `${hex(addr)} (+${length}) is read-only memory; nothing was written`, {
+      address: addr,
+      length,
+    });
+  }
 
   /** @internal Writes a scratch span back; only memory that makes scratch spans overrides it. */
   _flush(_size: number): void {}
@@ -96,11 +120,14 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
 
   writeSlice(addr: A, buf: Uint8Array): void {
     validateBuffer(buf);
-    this._checkRange(addr, buf.length);
+    this._checkRange(addr, buf.length, true);
     this._copy(addr, buf, true);
   }
 
-  /** @internal Copies between `buf` and memory from `addr` until `buf` is done or memory ends. */
+  /**
+   * @internal Copies between `buf` and memory from `addr` until `buf` is done or memory ends;
+   * a copy to memory also stops before read-only memory (and throws if it starts there).
+   */
   _copy(addr: number, buf: Uint8Array, toMemory: boolean): number {
     const len = buf.length;
     let done = 0;
@@ -110,6 +137,10 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
       const n = this._run;
       const s = this._span;
       if (toMemory) {
+        if (s.readOnly) {
+          if (done === 0) throw this._readOnly(addr, len);
+          break;
+        }
         s.v.u8.set(n === len ? buf : buf.subarray(done, done + n), abs);
         s.bitmap.markDirty(abs - s.base, n);
       } else {
@@ -123,7 +154,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   fill(addr: A, length: number, value: number = 0): void {
     validateIndex(length, 'length');
     c.checkU8(value);
-    this._checkRange(addr, length);
+    this._checkRange(addr, length, true);
     for (let done = 0; done < length; ) {
       const abs = this._extent(addr + done, length - done);
       const n = this._run;
@@ -223,109 +254,109 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
 
   writeU8(addr: A, value: number): void {
     c.checkU8(value);
-    const a = this._at(addr, 1);
+    const a = this._atWrite(addr, 1);
     c.setU8(this._span.v, a, value);
     this._done(a, 1);
   }
   writeI8(addr: A, value: number): void {
     c.checkI8(value);
-    const a = this._at(addr, 1);
+    const a = this._atWrite(addr, 1);
     c.setU8(this._span.v, a, value);
     this._done(a, 1);
   }
   writeU16LE(addr: A, value: number): void {
     c.checkU16(value);
-    const a = this._at(addr, 2);
+    const a = this._atWrite(addr, 2);
     c.setU16LE(this._span.v, a, value);
     this._done(a, 2);
   }
   writeU16BE(addr: A, value: number): void {
     c.checkU16(value);
-    const a = this._at(addr, 2);
+    const a = this._atWrite(addr, 2);
     c.setU16BE(this._span.v, a, value);
     this._done(a, 2);
   }
   writeI16LE(addr: A, value: number): void {
     c.checkI16(value);
-    const a = this._at(addr, 2);
+    const a = this._atWrite(addr, 2);
     c.setU16LE(this._span.v, a, value);
     this._done(a, 2);
   }
   writeI16BE(addr: A, value: number): void {
     c.checkI16(value);
-    const a = this._at(addr, 2);
+    const a = this._atWrite(addr, 2);
     c.setU16BE(this._span.v, a, value);
     this._done(a, 2);
   }
   writeU32LE(addr: A, value: number): void {
     c.checkU32(value);
-    const a = this._at(addr, 4);
+    const a = this._atWrite(addr, 4);
     c.setU32LE(this._span.v, a, value);
     this._done(a, 4);
   }
   writeU32BE(addr: A, value: number): void {
     c.checkU32(value);
-    const a = this._at(addr, 4);
+    const a = this._atWrite(addr, 4);
     c.setU32BE(this._span.v, a, value);
     this._done(a, 4);
   }
   writeI32LE(addr: A, value: number): void {
     c.checkI32(value);
-    const a = this._at(addr, 4);
+    const a = this._atWrite(addr, 4);
     c.setU32LE(this._span.v, a, value);
     this._done(a, 4);
   }
   writeI32BE(addr: A, value: number): void {
     c.checkI32(value);
-    const a = this._at(addr, 4);
+    const a = this._atWrite(addr, 4);
     c.setU32BE(this._span.v, a, value);
     this._done(a, 4);
   }
   writeU64LE(addr: A, value: bigint | number): void {
     c.checkU64(value);
-    const a = this._at(addr, 8);
+    const a = this._atWrite(addr, 8);
     c.setU64LE(this._span.v, a, value);
     this._done(a, 8);
   }
   writeU64BE(addr: A, value: bigint | number): void {
     c.checkU64(value);
-    const a = this._at(addr, 8);
+    const a = this._atWrite(addr, 8);
     c.setU64BE(this._span.v, a, value);
     this._done(a, 8);
   }
   writeI64LE(addr: A, value: bigint | number): void {
     c.checkI64(value);
-    const a = this._at(addr, 8);
+    const a = this._atWrite(addr, 8);
     c.setU64LE(this._span.v, a, value);
     this._done(a, 8);
   }
   writeI64BE(addr: A, value: bigint | number): void {
     c.checkI64(value);
-    const a = this._at(addr, 8);
+    const a = this._atWrite(addr, 8);
     c.setU64BE(this._span.v, a, value);
     this._done(a, 8);
   }
   writeF32LE(addr: A, value: number): void {
     c.checkFloat(value);
-    const a = this._at(addr, 4);
+    const a = this._atWrite(addr, 4);
     c.setF32LE(this._span.v, a, value);
     this._done(a, 4);
   }
   writeF32BE(addr: A, value: number): void {
     c.checkFloat(value);
-    const a = this._at(addr, 4);
+    const a = this._atWrite(addr, 4);
     c.setF32BE(this._span.v, a, value);
     this._done(a, 4);
   }
   writeF64LE(addr: A, value: number): void {
     c.checkFloat(value);
-    const a = this._at(addr, 8);
+    const a = this._atWrite(addr, 8);
     c.setF64LE(this._span.v, a, value);
     this._done(a, 8);
   }
   writeF64BE(addr: A, value: number): void {
     c.checkFloat(value);
-    const a = this._at(addr, 8);
+    const a = this._atWrite(addr, 8);
     c.setF64BE(this._span.v, a, value);
     this._done(a, 8);
   }
@@ -336,7 +367,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   }
   writeValue<W>(type: ValueType<any, W>, addr: A, value: W): void {
     type.check(value);
-    const a = this._at(addr, type.size);
+    const a = this._atWrite(addr, type.size);
     type.set(this._span.v, a, value);
     this._done(a, type.size);
   }
@@ -347,7 +378,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   }
   writeStruct<F extends StructFields>(layout: StructLayout<F>, addr: A, value: StructInput<F>): void {
     layout.check(value);
-    const a = this._at(addr, layout.size);
+    const a = this._atWrite(addr, layout.size);
     layout.encodeChecked(this._span.v, a);
     this._done(a, layout.size);
   }
@@ -355,8 +386,8 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   // ---- atomics ---------------------------------------------------------------------------------
 
   /** @internal Resolves an atomic access: shared memory, naturally aligned, one span. */
-  _atomic(addr: number, size: number): number {
-    const a = this._at(addr, size);
+  _atomic(addr: number, size: number, write: boolean): number {
+    const a = write ? this._atWrite(addr, size) : this._at(addr, size);
     const s = this._span;
     if (s.scratch || (a & (size - 1)) !== 0) {
       throw new VolatileMemoryError(
@@ -376,49 +407,49 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   }
 
   loadU8(addr: A): number {
-    const a = this._atomic(addr, 1);
+    const a = this._atomic(addr, 1, false);
     return Atomics.load(this._span.v.u8, a);
   }
   loadU16(addr: A): number {
-    const a = this._atomic(addr, 2);
+    const a = this._atomic(addr, 2, false);
     return Atomics.load(this._span.v.u16, a >>> 1);
   }
   loadU32(addr: A): number {
-    const a = this._atomic(addr, 4);
+    const a = this._atomic(addr, 4, false);
     return Atomics.load(this._span.v.u32, a >>> 2);
   }
   loadU64(addr: A): bigint {
-    const a = this._atomic(addr, 8);
+    const a = this._atomic(addr, 8, false);
     return Atomics.load(this._span.v.u64, a >>> 3);
   }
   storeU8(addr: A, value: number): void {
     c.checkU8(value);
-    const a = this._atomic(addr, 1);
+    const a = this._atomic(addr, 1, true);
     Atomics.store(this._span.v.u8, a, value);
     this._done(a, 1);
   }
   storeU16(addr: A, value: number): void {
     c.checkU16(value);
-    const a = this._atomic(addr, 2);
+    const a = this._atomic(addr, 2, true);
     Atomics.store(this._span.v.u16, a >>> 1, value);
     this._done(a, 2);
   }
   storeU32(addr: A, value: number): void {
     c.checkU32(value);
-    const a = this._atomic(addr, 4);
+    const a = this._atomic(addr, 4, true);
     Atomics.store(this._span.v.u32, a >>> 2, value);
     this._done(a, 4);
   }
   storeU64(addr: A, value: bigint): void {
     checkBigU64(value);
-    const a = this._atomic(addr, 8);
+    const a = this._atomic(addr, 8, true);
     Atomics.store(this._span.v.u64, a >>> 3, value);
     this._done(a, 8);
   }
   compareExchangeU8(addr: A, expected: number, replacement: number): number {
     c.checkU8(expected);
     c.checkU8(replacement);
-    const a = this._atomic(addr, 1);
+    const a = this._atomic(addr, 1, true);
     const old = Atomics.compareExchange(this._span.v.u8, a, expected, replacement);
     if (old === expected) this._done(a, 1);
     return old;
@@ -426,7 +457,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   compareExchangeU16(addr: A, expected: number, replacement: number): number {
     c.checkU16(expected);
     c.checkU16(replacement);
-    const a = this._atomic(addr, 2);
+    const a = this._atomic(addr, 2, true);
     const old = Atomics.compareExchange(this._span.v.u16, a >>> 1, expected, replacement);
     if (old === expected) this._done(a, 2);
     return old;
@@ -434,7 +465,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   compareExchangeU32(addr: A, expected: number, replacement: number): number {
     c.checkU32(expected);
     c.checkU32(replacement);
-    const a = this._atomic(addr, 4);
+    const a = this._atomic(addr, 4, true);
     const old = Atomics.compareExchange(this._span.v.u32, a >>> 2, expected, replacement);
     if (old === expected) this._done(a, 4);
     return old;
@@ -442,7 +473,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   compareExchangeU64(addr: A, expected: bigint, replacement: bigint): bigint {
     checkBigU64(expected);
     checkBigU64(replacement);
-    const a = this._atomic(addr, 8);
+    const a = this._atomic(addr, 8, true);
     const old = Atomics.compareExchange(this._span.v.u64, a >>> 3, expected, replacement);
     if (old === expected) this._done(a, 8);
     return old;
@@ -472,7 +503,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
     validateIndex(count, 'count');
     let pos = validatePosition(position);
     if (count === 0) return validateIndex(addr, 'address') && 0;
-    if (exact) this._checkRange(addr, count);
+    if (exact) this._checkRange(addr, count, toMemory);
     else this._checkStart(addr);
     let done = 0;
     do {
@@ -480,6 +511,10 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
       for (let want = 0; want < count - done; ) {
         const abs = this._extent(addr + done + want, count - done - want);
         if (abs < 0) break;
+        if (toMemory && this._span.readOnly) {
+          if (done + want === 0) throw this._readOnly(addr, count);
+          break;
+        }
         views.push(this._span.v.u8.subarray(abs, abs + this._run));
         want += this._run;
       }

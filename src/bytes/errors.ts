@@ -14,6 +14,8 @@ export type VolatileMemoryErrorCode =
   | 'ERR_VALUE_OUT_OF_RANGE'
   /** A 64-bit value read as a number that is not a safe integer. */
   | 'ERR_UNSAFE_INTEGER'
+  /** A write to read-only memory; nothing was written. */
+  | 'ERR_READ_ONLY'
   /** A buffer whose memory is gone (a detached ArrayBuffer). */
   | 'ERR_DETACHED'
   /** A file-descriptor transfer failed; `cause` is the system error, `completed` what was moved. */

@@ -12,8 +12,11 @@ export type StructInput<F extends StructFields> = { [K in keyof F]: InputOf<F[K]
 
 /** One field's place in a {@link StructLayout}. */
 export interface StructField {
+  /** The field's name in the struct's values. */
   readonly name: string;
+  /** How the field's bytes are read and written. */
   readonly type: ValueType<any, any>;
+  /** Bytes from the start of the struct. */
   readonly offset: number;
 }
 
@@ -24,12 +27,16 @@ export interface StructField {
  *
  * @example
  * const VirtqDesc = structLayout('virtq_desc', { addr: u64leNumber, len: u32le, flags: u16le, next: u16le });
- * const d = mem.readStruct(VirtqDesc, GuestAddress(0x1000)); // { addr, len, flags, next }
+ * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x2000]]);
+ * mem.writeStruct(VirtqDesc, GuestAddress(0x1000), { addr: 0x4000, len: 512, flags: 1, next: 2 });
+ * mem.readStruct(VirtqDesc, GuestAddress(0x1000)); // => { addr: 0x4000, len: 512, flags: 1, next: 2 }
  */
 export class StructLayout<F extends StructFields = StructFields> {
+  /** The struct's name, for messages. */
   readonly name: string;
   /** Total size in bytes. */
   readonly size: number;
+  /** The fields in layout order. */
   readonly fields: readonly StructField[];
   /** Values checked before any byte is written, so an invalid field changes nothing. */
   readonly #pending: unknown[];

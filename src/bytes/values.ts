@@ -268,27 +268,46 @@ function vt<T, W>(name: string, size: 1 | 2 | 4 | 8, get: ValueType<T, W>['get']
   return Object.freeze({ name, size, get, set, check });
 }
 
-type U64In = bigint | number;
+/** What a 64-bit integer write takes: a bigint, or a number when it is a safe integer. */
+export type U64In = bigint | number;
 
+/** An unsigned byte. */
 export const u8 = vt<number, number>('u8', 1, getU8, setU8, checkU8);
+/** A signed byte. */
 export const i8 = vt<number, number>('i8', 1, getI8, setU8, checkI8);
+/** An unsigned little-endian 16-bit integer. */
 export const u16le = vt<number, number>('u16le', 2, getU16LE, setU16LE, checkU16);
+/** An unsigned big-endian 16-bit integer. */
 export const u16be = vt<number, number>('u16be', 2, getU16BE, setU16BE, checkU16);
+/** A signed little-endian 16-bit integer. */
 export const i16le = vt<number, number>('i16le', 2, getI16LE, setU16LE, checkI16);
+/** A signed big-endian 16-bit integer. */
 export const i16be = vt<number, number>('i16be', 2, getI16BE, setU16BE, checkI16);
+/** An unsigned little-endian 32-bit integer. */
 export const u32le = vt<number, number>('u32le', 4, getU32LE, setU32LE, checkU32);
+/** An unsigned big-endian 32-bit integer. */
 export const u32be = vt<number, number>('u32be', 4, getU32BE, setU32BE, checkU32);
+/** A signed little-endian 32-bit integer. */
 export const i32le = vt<number, number>('i32le', 4, getI32LE, setU32LE, checkI32);
+/** A signed big-endian 32-bit integer. */
 export const i32be = vt<number, number>('i32be', 4, getI32BE, setU32BE, checkI32);
+/** An unsigned little-endian 64-bit integer (read as a bigint). */
 export const u64le = vt<bigint, U64In>('u64le', 8, getU64LE, setU64LE, checkU64);
+/** An unsigned big-endian 64-bit integer (read as a bigint). */
 export const u64be = vt<bigint, U64In>('u64be', 8, getU64BE, setU64BE, checkU64);
+/** A signed little-endian 64-bit integer (read as a bigint). */
 export const i64le = vt<bigint, U64In>('i64le', 8, getI64LE, setU64LE, checkI64);
+/** A signed big-endian 64-bit integer (read as a bigint). */
 export const i64be = vt<bigint, U64In>('i64be', 8, getI64BE, setU64BE, checkI64);
 /** A little-endian u64 read as a number: refuses values that are not safe integers. */
 export const u64leNumber = vt<number, number>('u64leNumber', 8, getU64LEAsNumber, setU64LE, checkU64);
 /** A big-endian u64 read as a number: refuses values that are not safe integers. */
 export const u64beNumber = vt<number, number>('u64beNumber', 8, getU64BEAsNumber, setU64BE, checkU64);
+/** An IEEE 754 little-endian 32-bit float. */
 export const f32le = vt<number, number>('f32le', 4, getF32LE, setF32LE, checkFloat);
+/** An IEEE 754 big-endian 32-bit float. */
 export const f32be = vt<number, number>('f32be', 4, getF32BE, setF32BE, checkFloat);
+/** An IEEE 754 little-endian 64-bit float. */
 export const f64le = vt<number, number>('f64le', 8, getF64LE, setF64LE, checkFloat);
+/** An IEEE 754 big-endian 64-bit float. */
 export const f64be = vt<number, number>('f64be', 8, getF64BE, setF64BE, checkFloat);

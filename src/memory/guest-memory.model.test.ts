@@ -1,6 +1,6 @@
 /**
  * GuestMemory held against a flat-array model: random multi-region layouts (adjacent regions,
- * holes, tiny regions so that boundaries are everywhere) and random operations through every
+ * holes, tiny regions so that boundaries are everywhere, some regions read-only) and random operations through every
  * Bytes method, including out-of-range and malformed addresses. Results, counts, thrown codes,
  * reported addresses and the whole memory contents must agree after every operation.
  */
@@ -16,7 +16,7 @@ import { GuestMemory } from './guest-memory.js';
 
 interface Layout {
   shared: boolean;
-  regions: { start: number; length: number }[];
+  regions: { start: number; length: number; readOnly: boolean }[];
   space: number;
 }
 
@@ -24,7 +24,11 @@ const layoutArb: fc.Arbitrary<Layout> = fc
   .record({
     shared: fc.boolean(),
     first: fc.nat(16),
-    parts: fc.array(fc.record({ gap: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 12 })), length: fc.integer({ min: 1, max: 40 }) }), {
+    parts: fc.array(fc.record({
+        gap: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 12 })),
+        length: fc.integer({ min: 1, max: 40 }),
+        readOnly: fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, fc.constant(true)),
+      }), {
       minLength: 1,
       maxLength: 6,
     }),
@@ -34,7 +38,7 @@ const layoutArb: fc.Arbitrary<Layout> = fc
     let at = first;
     for (const p of parts) {
       at += regions.length === 0 ? 0 : p.gap;
-      regions.push({ start: at, length: p.length });
+      regions.push({ start: at, length: p.length, readOnly: p.readOnly });
       at += p.length;
     }
     return { shared, regions, space: at + 16 };
@@ -140,6 +144,17 @@ class Model {
     for (let i = a; i < a + n; i++) if (!this.valid(i)) return i;
     return -1;
   }
+  readOnly(a: number): boolean {
+    return this.layout.regions[this.regionOf[a]].readOnly;
+  }
+  /** Why a write of `n` bytes at `a` must be refused (the first byte that is no memory or read-only). */
+  writeRefusal(a: number, n: number): Expected | undefined {
+    for (let i = a; i < a + n; i++) {
+      if (!this.valid(i)) return new Expected('ERR_GUEST_ADDRESS_INVALID', i);
+      if (this.readOnly(i)) return new Expected('ERR_READ_ONLY', i);
+    }
+    return undefined;
+  }
 }
 
 class Expected {
@@ -182,8 +197,9 @@ function modelRun(m: Model, op: Op): unknown {
       const a = op.addr as number;
       if (op.len === 0) return op.op === 'read' ? [] : 0;
       if (!m.valid(a)) return new Expected('ERR_GUEST_ADDRESS_INVALID', a);
+      if (op.op === 'write' && m.readOnly(a)) return new Expected('ERR_READ_ONLY', a);
       let n = 0;
-      while (n < op.len && m.valid(a + n)) {
+      while (n < op.len && m.valid(a + n) && (op.op === 'read' || !m.readOnly(a + n))) {
         if (op.op === 'write') m.bytes[a + n] = (op.seed + n) & 0xff;
         n++;
       }
@@ -196,9 +212,13 @@ function modelRun(m: Model, op: Op): unknown {
       const bad = need(op.addr);
       if (bad) return bad;
       const a = op.addr as number;
-      const fi = op.len === 0 ? -1 : m.firstInvalid(a, op.len);
-      if (fi >= 0) return new Expected('ERR_GUEST_ADDRESS_INVALID', fi);
-      if (op.op === 'readSlice') return Array.from(m.bytes.subarray(a, a + op.len));
+      if (op.op === 'readSlice') {
+        const fi = m.firstInvalid(a, op.len);
+        if (fi >= 0) return new Expected('ERR_GUEST_ADDRESS_INVALID', fi);
+        return Array.from(m.bytes.subarray(a, a + op.len));
+      }
+      const refused = m.writeRefusal(a, op.len);
+      if (refused) return refused;
       for (let i = 0; i < op.len; i++) m.bytes[a + i] = op.op === 'fill' ? op.value : (op.seed + i) & 0xff;
       return undefined;
     }
@@ -209,6 +229,10 @@ function modelRun(m: Model, op: Op): unknown {
       const bad = need(op.addr);
       if (bad) return bad;
       const a = op.addr as number;
+      if (op.op === 'set') {
+        const refused = m.writeRefusal(a, size);
+        if (refused) return refused;
+      }
       const fi = m.firstInvalid(a, size);
       if (fi >= 0) return new Expected('ERR_GUEST_ADDRESS_INVALID', fi);
       if (op.op === 'get') {
@@ -229,6 +253,8 @@ function modelRun(m: Model, op: Op): unknown {
       const bad = need(op.addr);
       if (bad) return bad;
       const a = op.addr as number;
+      const refused = op.op === 'load' ? undefined : m.writeRefusal(a, size);
+      if (refused) return refused;
       const fi = m.firstInvalid(a, size);
       if (fi >= 0) return new Expected('ERR_GUEST_ADDRESS_INVALID', fi);
       const r = m.regionOf[a];
@@ -253,6 +279,8 @@ function modelRun(m: Model, op: Op): unknown {
       const bad = need(op.addr);
       if (bad) return bad;
       const a = op.addr as number;
+      const refused = op.op === 'setStruct' ? m.writeRefusal(a, Rec.size) : undefined;
+      if (refused) return refused;
       const fi = m.firstInvalid(a, Rec.size);
       if (fi >= 0) return new Expected('ERR_GUEST_ADDRESS_INVALID', fi);
       const dv = new DataView(m.bytes.buffer);
@@ -322,7 +350,9 @@ function realRun(mem: GuestMemory, op: Op): unknown {
 
 function build(layout: Layout): GuestMemory {
   return GuestMemory.fromRegions(
-    layout.regions.map((r) => new GuestMemoryRegion(GuestAddress(r.start), layout.shared ? sharedBackend(r.length) : heapBackend(r.length))),
+    layout.regions.map(
+      (r) => new GuestMemoryRegion(GuestAddress(r.start), layout.shared ? sharedBackend(r.length) : heapBackend(r.length), { readOnly: r.readOnly }),
+    ),
   );
 }
 

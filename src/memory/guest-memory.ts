@@ -1,6 +1,7 @@
 import { GuestAddress, type MemoryRegionAddress, validateIndex } from '../address/address.js';
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { BackingViews } from '../backend/views.js';
+import { AtomicBitmap, type DirtyLog, type DirtyRange } from '../bitmap/atomic-bitmap.js';
 import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { ByteAccess, type Span } from '../bytes/access.js';
 import { hex } from '../errors.js';
@@ -16,8 +17,18 @@ export interface FromRangesOptions {
 
 /** Where a guest address lives: its region and the offset in it. */
 export interface RegionAddress {
+  /** The region holding the guest address. */
   readonly region: GuestMemoryRegion;
+  /** The offset of the guest address in the region. */
   readonly address: MemoryRegionAddress;
+}
+
+/** A run of dirty guest memory: page-aligned, except where a region ends mid-page. */
+export interface GuestDirtyRange {
+  /** Guest address of the first dirty byte. */
+  readonly start: GuestAddress;
+  /** Bytes in the run. */
+  readonly length: number;
 }
 
 /**
@@ -33,6 +44,8 @@ class ScratchSpan implements Span {
   readonly base = 0;
   readonly bitmap: Bitmap = NO_BITMAP;
   readonly scratch = true;
+  readonly readOnly = false;
+  readonly _writeLength = -1;
   bytes: Uint8Array;
 
   constructor(size: number) {
@@ -55,6 +68,7 @@ class ScratchSpan implements Span {
  * @example
  * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x10000], [GuestAddress(0x10000), 0x10000]]);
  * mem.writeU64LE(GuestAddress(0xfffc), 0x1122334455667788n); // straddles the two regions
+ * mem.readU32LE(GuestAddress(0x10000)); // => 0x11223344
  */
 export class GuestMemory extends ByteAccess<GuestAddress> {
   readonly #regions: readonly GuestMemoryRegion[];
@@ -119,6 +133,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     return this.#regions;
   }
 
+  /** How many regions there are. */
   get numRegions(): number {
     return this.#regions.length;
   }
@@ -246,6 +261,75 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     return [GuestMemory.fromRegions(rest), this.#regions[i]];
   }
 
+  // ---- dirty pages -----------------------------------------------------------------------------
+
+  /**
+   * Takes the dirty pages of every tracked region and clears them ({@link AtomicBitmap.harvest},
+   * atomic per word: a page marked meanwhile is in the result or stays dirty). The result is in
+   * guest-address order, with runs that continue into an adjacent region joined. Untracked
+   * regions contribute nothing.
+   *
+   * @throws {GuestMemoryError} `ERR_NOT_TRACKED` when a region's bitmap is not an
+   * {@link AtomicBitmap} (checked before any bit is taken).
+   */
+  harvestDirty(): GuestDirtyRange[] {
+    const out: GuestDirtyRange[] = [];
+    for (const [r, b] of this.#trackedRegions()) appendGuestRanges(out, r.start, b.harvest().dirtyRanges());
+    return out;
+  }
+
+  /**
+   * The dirty guest ranges without clearing them, as {@link GuestMemory.harvestDirty} orders
+   * them. The read is live: pages marked meanwhile may or may not show.
+   *
+   * @throws {GuestMemoryError} `ERR_NOT_TRACKED`, as {@link GuestMemory.harvestDirty}.
+   */
+  dirtyRanges(): GuestDirtyRange[] {
+    const out: GuestDirtyRange[] = [];
+    for (const [r, b] of this.#trackedRegions()) appendGuestRanges(out, r.start, b.dirtyRanges());
+    return out;
+  }
+
+  /**
+   * Clears every tracked region's dirty pages.
+   *
+   * @throws {GuestMemoryError} `ERR_NOT_TRACKED`, as {@link GuestMemory.harvestDirty}.
+   */
+  resetDirty(): void {
+    for (const [, b] of this.#trackedRegions()) b.resetAll();
+  }
+
+  /**
+   * ORs an external dirty log (KVM_GET_DIRTY_LOG layout, one bit per page of the region's
+   * bitmap) into the bitmap of the region that starts at `start`: a hypervisor reports its log
+   * per memory slot, and a slot is a region.
+   *
+   * @throws {GuestMemoryError} `ERR_REGION_NOT_FOUND` when no region starts at `start`,
+   * `ERR_NOT_TRACKED` when that region has no {@link AtomicBitmap}.
+   * @throws {BitmapError} as {@link AtomicBitmap.merge}; nothing is merged then.
+   */
+  mergeDirtyLog(start: GuestAddress, log: DirtyLog): void {
+    validateIndex(start, 'start');
+    const r = this.#regions.find((x) => x.start === start);
+    if (r === undefined) {
+      throw new GuestMemoryError('ERR_REGION_NOT_FOUND', `no region starts at ${hex(start)} to merge a dirty log into`, {
+        address: start,
+      });
+    }
+    if (!(r.bitmap instanceof AtomicBitmap)) throw notTracked(r);
+    r.bitmap.merge(log);
+  }
+
+  /** The regions with an AtomicBitmap; throws before anything is done when a bitmap is of another kind. */
+  #trackedRegions(): [GuestMemoryRegion, AtomicBitmap][] {
+    const tracked: [GuestMemoryRegion, AtomicBitmap][] = [];
+    for (const r of this.#regions) {
+      if (r.bitmap instanceof AtomicBitmap) tracked.push([r, r.bitmap]);
+      else if (r.bitmap !== NO_BITMAP) throw notTracked(r);
+    }
+    return tracked;
+  }
+
   // ---- address resolution (the hot path) ------------------------------------------------------
 
   /** @internal */
@@ -260,22 +344,36 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
         if (abs + size <= r.v.u8.length) return abs;
       }
     }
-    return this.#atSlow(addr, size);
+    return this.#atSlow(addr, size, false);
   }
 
-  #atSlow(addr: number, size: number): number {
+  /** @internal Same as `_at`, but a read-only region (`_writeLength` -1) always misses. */
+  override _atWrite(addr: number, size: number): number {
+    if (typeof addr === 'number') {
+      const r = this._span;
+      const off = addr - r.start;
+      if (off >>> 0 === off && off <= r._writeLength - size) {
+        const abs = r.base + off;
+        if (abs + size <= r.v.u8.length) return abs;
+      }
+    }
+    return this.#atSlow(addr, size, true);
+  }
+
+  #atSlow(addr: number, size: number, write: boolean): number {
     validateIndex(addr, 'address');
     const i = this.#indexOf(addr);
     if (i < 0) throw invalidAddress(addr, size);
     const r = this.#regions[i];
     const off = addr - r.start;
     if (off + size <= r.length) {
+      if (write && r.readOnly) throw this._readOnly(addr, size);
       r._refresh();
       this._span = r;
       return r.base + off;
     }
     // The value continues into the next region(s): work on a scratch copy.
-    this._checkRange(addr, size);
+    this._checkRange(addr, size, write);
     let s = this.#scratch;
     if (s === undefined || s.bytes.length < size) s = this.#scratch = new ScratchSpan(Math.max(size, 64));
     this._copy(addr, s.bytes.subarray(0, size), false);
@@ -325,19 +423,47 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /** @internal */
-  override _checkRange(addr: number, length: number): void {
+  override _checkRange(addr: number, length: number, write = false): void {
     validateIndex(addr, 'address');
     validateIndex(length, 'length');
     const end = addr + length;
     for (let cur = addr; cur < end; ) {
       const i = this.#indexOf(cur);
       if (i < 0) throw invalidAddress(cur, length, addr);
+      if (write && this.#regions[i].readOnly) throw this._readOnly(cur, length, addr);
       cur = this.#ends[i];
     }
   }
 
+  /** @internal */
+  override _readOnly(addr: number, length: number, accessStart = addr): GuestMemoryError {
+    const what = accessStart === addr ? '' : ` (write of ${length} bytes at ${hex(accessStart)})`;
+    return new GuestMemoryError('ERR_READ_ONLY', `guest address ${hex(addr)} is in a read-only region${what}; nothing was written`, {
+      address: addr,
+      length,
+    });
+  }
+
   override toString(): string {
     return `GuestMemory(${this.#regions.map((r) => r.range.toString()).join(', ')})`;
+  }
+}
+
+function notTracked(r: GuestMemoryRegion): GuestMemoryError {
+  return new GuestMemoryError(
+    'ERR_NOT_TRACKED',
+    `the bitmap of region ${r.range} is a ${r.bitmap.constructor.name}, not an AtomicBitmap: its dirty pages cannot be harvested or merged`,
+    { address: r.start, length: r.length },
+  );
+}
+
+/** Appends a region's dirty runs as guest ranges, joining a run that continues the last one. */
+function appendGuestRanges(out: GuestDirtyRange[], start: GuestAddress, ranges: Iterable<DirtyRange>): void {
+  for (const { offset, length } of ranges) {
+    const at = start + offset;
+    const last = out[out.length - 1];
+    if (last !== undefined && last.start + last.length === at) out[out.length - 1] = { start: last.start, length: last.length + length };
+    else out.push({ start: at as GuestAddress, length });
   }
 }
 

@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs';
 import { validateIndex } from '../address/address.js';
-import type { MemoryBackend } from '../backend/backend.js';
+import type { BackendDescription, MemoryBackend } from '../backend/backend.js';
 import { BackendError } from '../backend/errors.js';
 import { BackingViews } from '../backend/views.js';
 import { hex } from '../errors.js';
@@ -92,8 +92,9 @@ export interface FileOptions extends MmapOptions {
   shared?: boolean | undefined;
   /**
    * Guest memory that must not change: mapped privately, so that the file never changes, and
-   * marked {@link MmapBackend.readOnly} (regions do not enforce it yet). The pages stay
-   * writable underneath, because a stray JS write to a read-only page would kill the process.
+   * marked {@link MmapBackend.readOnly}, which makes every region over it read-only (guestmem's
+   * write paths refuse it). The pages stay writable underneath, because a stray JS write through a
+   * raw view to a read-only page would kill the process.
    */
   readOnly?: boolean | undefined;
 }
@@ -129,16 +130,24 @@ export interface MmapFileIdentity {
  * holds it while any backend still owns it). Another process maps the memfd or file again from
  * the descriptor it inherited; `fd` is the owner's number for it, to put in `spawn`'s `stdio`.
  */
-export interface MmapSharedDescription {
+export interface MmapSharedDescription extends BackendDescription {
+  /** The resolver kind, for `rebuildGuestMemory` (see `MmapResolver`). */
+  readonly kind: 'mmap';
+  /** Marks the data as a mapping description. */
   readonly type: 'guestmem/mmap';
   /** Identifies the owner's process; a worker of another process cannot use `id`. */
   readonly process: number;
   /** The mapping's key in its process's registry. */
   readonly id: number;
+  /** As {@link MmapBackend.source}. */
   readonly source: MmapSource;
+  /** As {@link MmapBackend.size}. */
   readonly size: number;
+  /** As {@link MmapBackend.chunkSize}: the rebuilt backend has the same chunks. */
   readonly chunkSize: number;
+  /** As {@link MmapBackend.pageSize}. */
   readonly pageSize: number;
+  /** As {@link MmapBackend.readOnly}: regions over the rebuilt backend are read-only too. */
   readonly readOnly: boolean;
   /** True for `MAP_SHARED`: only such memory (or read-only memory) can be shared across processes. */
   readonly mapShared: boolean;
@@ -146,8 +155,9 @@ export interface MmapSharedDescription {
   readonly fd?: number | undefined;
   /** Where the mapping starts in that file. */
   readonly fileOffset: number;
-  /** `st_dev` and `st_ino` of the file, as decimal strings (JSON has no BigInt). */
+  /** `st_dev` of the file, as a decimal string (JSON has no BigInt). */
   readonly dev?: string | undefined;
+  /** `st_ino` of the file, as a decimal string. */
   readonly ino?: string | undefined;
 }
 
@@ -190,6 +200,16 @@ export class MmapChunk implements MemoryBackend {
   }
 
   /**
+   * The whole mapping's description and where this chunk lies in it, which an
+   * `MmapResolver` turns back into the same chunk.
+   *
+   * @throws {BackendError} `ERR_BACKEND_CLOSED`
+   */
+  share(): MmapChunkDescription {
+    return { kind: 'mmap-chunk', mapping: this.backend.share(), offset: this.offset, size: this.size };
+  }
+
+  /**
    * Views of this chunk's bytes, from its first byte.
    *
    * @throws {BackendError} `ERR_BACKEND_CLOSED` once the backend was closed.
@@ -197,6 +217,17 @@ export class MmapChunk implements MemoryBackend {
   views(): BackingViews {
     return this.#load();
   }
+}
+
+/** What {@link MmapChunk.share} returns: plain data, JSON included. */
+export interface MmapChunkDescription extends BackendDescription {
+  readonly kind: 'mmap-chunk';
+  /** The whole mapping the chunk is part of. */
+  readonly mapping: MmapSharedDescription;
+  /** Where the chunk starts in the mapping. */
+  readonly offset: number;
+  /** The chunk's bytes. */
+  readonly size: number;
 }
 
 interface Init {
@@ -248,9 +279,9 @@ export class MmapBackend implements MemoryBackend, Disposable {
   /** Where the memory comes from. */
   readonly source: MmapSource;
   /**
-   * True when the memory is meant to be read only. Regions do not refuse writes yet (read-only
-   * visibility belongs to the memory manager); the mapping is private, so any write changes only
-   * this process's copy, never the file.
+   * True when the memory must not change: regions over it are read-only (`ERR_READ_ONLY` on
+   * every write path) and cannot be made writable. The mapping is private besides, so a stray
+   * write through a raw view changes only this process's copy, never the file.
    */
   readonly readOnly: boolean;
   /** True for a `MAP_SHARED` mapping: writes reach the memfd or file and its other mappings. */
@@ -545,6 +576,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
   share(): MmapSharedDescription {
     this.#checkOpen();
     return {
+      kind: 'mmap',
       type: 'guestmem/mmap',
       process: native.PROCESS_KEY,
       id: this.#handle.id,
@@ -754,6 +786,7 @@ function checkDescription(d: MmapSharedDescription): MmapSharedDescription {
     throw bad('dev/ino are not decimal strings');
   }
   return {
+    kind: 'mmap',
     type: d.type,
     process: d.process,
     id: d.id,

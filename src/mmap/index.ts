@@ -17,6 +17,7 @@ export {
   MAX_CHUNK_SIZE,
   MmapBackend,
   MmapChunk,
+  type MmapChunkDescription,
   type MmapFileIdentity,
   MmapFlags,
   type MemfdOptions,
@@ -25,3 +26,5 @@ export {
   type MmapSource,
   PAGE_SIZE,
 } from './backend.js';
+export { mmapFds, MmapResolver, type MmapResolverOptions } from './resolver.js';
+export { type MmapBitmapOptions, mmapGuestMemory, type MmapGuestMemoryOptions, type MmapRange, type MmapRangeOptions } from './builder.js';

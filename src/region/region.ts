@@ -16,6 +16,11 @@ export interface RegionOptions {
   length?: number;
   /** Its dirty bitmap, covering `length` bytes (default: untracked). */
   bitmap?: Bitmap;
+  /**
+   * Refuse every write (`ERR_READ_ONLY`, before any byte changes), as for ROM. Default: the
+   * backend's own `readOnly`; a read-only backend cannot back a writable region.
+   */
+  readOnly?: boolean;
 }
 
 /**
@@ -34,7 +39,8 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
   readonly offset: number;
 
   /**
-   * @throws {RegionError} `ERR_REGION_EMPTY`, `ERR_REGION_OVERFLOW`, `ERR_REGION_BACKEND_RANGE`
+   * @throws {RegionError} `ERR_REGION_EMPTY`, `ERR_REGION_OVERFLOW`, `ERR_REGION_BACKEND_RANGE`,
+   * `ERR_REGION_READ_ONLY_BACKEND` (`readOnly: false` over a read-only backend), `ERR_INVALID_ARG`
    * @throws {AddressError} `ERR_INVALID_ADDRESS` for a malformed start, offset or length.
    */
   constructor(start: GuestAddress, backend: MemoryBackend, options: RegionOptions = {}) {
@@ -57,7 +63,8 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
         { address: start, length },
       );
     }
-    super(backend.views(), backend.byteOffset + offset, length, options.bitmap ?? NO_BITMAP);
+    const readOnly = regionReadOnly(start, backend, options.readOnly);
+    super(backend.views(), backend.byteOffset + offset, length, options.bitmap ?? NO_BITMAP, readOnly);
     this.start = start;
     this.end = (start + length) as GuestAddress;
     this.backend = backend;
@@ -105,7 +112,7 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
     validateIndex(count, 'count');
     if (addr + count > this.length) throw this._outOfBounds(addr, count);
     this._refresh();
-    return new VolatileSlice(this.v, this.base + addr, count, this.bitmap.sliceAt(addr), this.backend);
+    return new VolatileSlice(this.v, this.base + addr, count, this.bitmap.sliceAt(addr), this.backend, this.readOnly);
   }
 
   /** The whole region as a slice. */
@@ -114,6 +121,22 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
   }
 
   override toString(): string {
-    return `GuestMemoryRegion(${this.range}, ${this.backend.kind})`;
+    return `GuestMemoryRegion(${this.range}, ${this.backend.kind}${this.readOnly ? ', read-only' : ''})`;
   }
+}
+
+/** Whether a region over `backend` is read-only, given what the options ask. */
+function regionReadOnly(start: number, backend: MemoryBackend, asked: unknown): boolean {
+  const backendReadOnly = backend.readOnly === true;
+  if (asked === undefined) return backendReadOnly;
+  if (typeof asked !== 'boolean') {
+    throw new RegionError('ERR_INVALID_ARG', `readOnly must be a boolean, got ${typeof asked}`, { address: start });
+  }
+  if (!asked && backendReadOnly) {
+    // Its owner declared the memory immutable; a writable private copy is a separate mapping.
+    throw new RegionError('ERR_REGION_READ_ONLY_BACKEND', `the region at ${hex(start)} cannot be writable: its ${backend.kind} backend is read-only`, {
+      address: start,
+    });
+  }
+  return asked;
 }

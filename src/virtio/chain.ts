@@ -77,34 +77,69 @@ export class DescriptorChain implements Iterable<Descriptor> {
    * @throws {VirtioError} as iteration.
    */
   descriptors(): Descriptor[] {
-    return [...this];
+    const out: Descriptor[] = [];
+    const walk = new ChainWalk(this.memory, this.table, this.#queueSize, this.head);
+    for (let d = walk.step(); d !== undefined; d = walk.step()) out.push(d);
+    return out;
   }
 
-  *[Symbol.iterator](): Generator<Descriptor, void, undefined> {
-    const mem = this.memory;
-    let table = this.table;
-    let tableSize = this.#queueSize;
-    let ttl = this.#queueSize;
-    let indirect = false;
-    let sawWritable = false;
-    let index = this.head;
+  [Symbol.iterator](): Iterator<Descriptor, undefined> {
+    const walk = new ChainWalk(this.memory, this.table, this.#queueSize, this.head);
+    return {
+      next: () => {
+        const value = walk.step();
+        return value === undefined ? { done: true, value: undefined } : { done: false, value };
+      },
+    };
+  }
+}
+
+/** One pass over a chain: the walker's state between descriptors. */
+class ChainWalk {
+  readonly #mem: GuestMemory;
+  readonly #queueSize: number;
+  readonly #head: number;
+  #table: number;
+  #tableSize: number;
+  /** Descriptors the current table may still give: ends loops. */
+  #ttl: number;
+  #indirect = false;
+  #sawWritable = false;
+  /** The next index to read, or -1 once the chain ended. */
+  #index: number;
+
+  constructor(mem: GuestMemory, table: number, queueSize: number, head: number) {
+    this.#mem = mem;
+    this.#queueSize = queueSize;
+    this.#head = head;
+    this.#table = table;
+    this.#tableSize = queueSize;
+    this.#ttl = queueSize;
+    this.#index = head;
+  }
+
+  /** The next descriptor, checked; `undefined` after the last. */
+  step(): Descriptor | undefined {
+    const mem = this.#mem;
     for (;;) {
-      if (index >= tableSize) {
+      const index = this.#index;
+      if (index < 0) return undefined;
+      if (index >= this.#tableSize) {
         throw new VirtioError(
           'ERR_DESC_INDEX',
-          `descriptor index ${index} is outside the ${indirect ? 'indirect ' : ''}table of ${tableSize}`,
+          `descriptor index ${index} is outside the ${this.#indirect ? 'indirect ' : ''}table of ${this.#tableSize}`,
           { index },
         );
       }
-      if (ttl-- === 0) {
+      if (this.#ttl-- === 0) {
         throw new VirtioError(
           'ERR_DESC_CHAIN_TOO_LONG',
-          `the chain at head ${this.head} has more than ${indirect ? tableSize : this.#queueSize} descriptors (a loop?)`,
+          `the chain at head ${this.#head} has more than ${this.#indirect ? this.#tableSize : this.#queueSize} descriptors (a loop?)`,
           { index },
         );
       }
-      const at = (table + index * DESCRIPTOR_SIZE) as GuestAddress;
-      const lo = mem.readU32LE(at);
+      const at = this.#table + index * DESCRIPTOR_SIZE;
+      const lo = mem.readU32LE(at as GuestAddress);
       const hi = mem.readU32LE((at + 4) as GuestAddress);
       const len = mem.readU32LE((at + 8) as GuestAddress);
       const flags = mem.readU16LE((at + 12) as GuestAddress);
@@ -132,46 +167,42 @@ export class DescriptorChain implements Iterable<Descriptor> {
         );
       }
       if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        if (indirect) {
-          throw new VirtioError('ERR_DESC_INDIRECT_NESTED', `descriptor ${index} of an indirect table is indirect itself`, {
-            index,
-            address: addr,
-            length: len,
-          });
-        }
-        if ((flags & VIRTQ_DESC_F_NEXT) !== 0) {
-          throw new VirtioError('ERR_DESC_INDIRECT_NEXT', `descriptor ${index} sets both INDIRECT and NEXT`, {
-            index,
-            address: addr,
-            length: len,
-          });
-        }
-        if (len === 0 || len % DESCRIPTOR_SIZE !== 0 || len / DESCRIPTOR_SIZE > this.#queueSize) {
-          throw new VirtioError(
-            'ERR_DESC_INDIRECT_LENGTH',
-            `indirect table of ${len} bytes at descriptor ${index}: want a non-zero multiple of 16, at most ${this.#queueSize} entries`,
-            { index, address: addr, length: len },
-          );
-        }
-        table = addr;
-        tableSize = ttl = len / DESCRIPTOR_SIZE;
-        indirect = true;
-        index = 0;
+        this.#enterIndirect(index, addr, len, flags);
         continue;
       }
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      if (writable) sawWritable = true;
-      else if (sawWritable) {
+      if (writable) this.#sawWritable = true;
+      else if (this.#sawWritable) {
         throw new VirtioError('ERR_DESC_READ_AFTER_WRITE', `descriptor ${index} is readable but follows a writable one`, {
           index,
           address: addr,
           length: len,
         });
       }
-      yield { index, addr, len, flags, next, writable };
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) return;
-      index = next;
+      this.#index = (flags & VIRTQ_DESC_F_NEXT) === 0 ? -1 : next;
+      return { index, addr, len, flags, next, writable };
     }
+  }
+
+  #enterIndirect(index: number, addr: GuestAddress, len: number, flags: number): void {
+    const details = { index, address: addr, length: len };
+    if (this.#indirect) {
+      throw new VirtioError('ERR_DESC_INDIRECT_NESTED', `descriptor ${index} of an indirect table is indirect itself`, details);
+    }
+    if ((flags & VIRTQ_DESC_F_NEXT) !== 0) {
+      throw new VirtioError('ERR_DESC_INDIRECT_NEXT', `descriptor ${index} sets both INDIRECT and NEXT`, details);
+    }
+    if (len === 0 || len % DESCRIPTOR_SIZE !== 0 || len / DESCRIPTOR_SIZE > this.#queueSize) {
+      throw new VirtioError(
+        'ERR_DESC_INDIRECT_LENGTH',
+        `indirect table of ${len} bytes at descriptor ${index}: want a non-zero multiple of 16, at most ${this.#queueSize} entries`,
+        details,
+      );
+    }
+    this.#table = addr;
+    this.#tableSize = this.#ttl = len / DESCRIPTOR_SIZE;
+    this.#indirect = true;
+    this.#index = 0;
   }
 }
 

@@ -3,10 +3,11 @@
  * device-readable part, IoVecBufferMut for the device-writable part. Each is a list of Uint8Array
  * views straight into guest memory, so copies and fd I/O (readv/writev) touch no other buffer.
  */
-import { validateIndex } from '../address/address.js';
+import { type MemoryRegionAddress, validateIndex } from '../address/address.js';
 import { validateBuffer } from '../bytes/access.js';
 import { type FilePosition, transfer, validateFd, validatePosition } from '../bytes/fd-io.js';
 import { VolatileMemoryError } from '../bytes/errors.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
 import type { VolatileSlice } from '../volatile/slice.js';
 import type { Descriptor, DescriptorChain } from './chain.js';
 import { VirtioError } from './errors.js';
@@ -69,13 +70,18 @@ export class IoVecBuffer {
   /** A buffer over plain byte arrays: for device models tested without guest memory. */
   static fromBytes(parts: readonly Uint8Array[]): IoVecBuffer {
     for (const p of parts) validateBuffer(p);
-    return new IoVecBuffer([...parts], totalLength(parts.map((p) => p.length), 0));
+    let length = 0;
+    for (const p of parts) length = checkTotal(length + p.length);
+    return new IoVecBuffer([...parts], length);
   }
 
-  /** @internal The buffer over descriptors already checked by their chain. */
-  static _fromDescriptors(chain: DescriptorChain, descs: readonly Descriptor[]): IoVecBuffer {
-    const length = totalLength(descs.map((d) => d.len), 0);
-    return new IoVecBuffer(sliceAll(chain, descs).map((s) => s.view('read')), length);
+  /** @internal The buffer over `descs[from, to)`, already checked by their chain. */
+  static _fromDescriptors(chain: DescriptorChain, descs: readonly Descriptor[], from = 0, to = descs.length): IoVecBuffer {
+    const length = totalLength(descs, from, to, 0);
+    const slices = sliceAll(chain.memory, descs, from, to);
+    const views = new Array<Uint8Array>(slices.length);
+    for (let i = 0; i < slices.length; i++) views[i] = slices[i].view('read');
+    return new IoVecBuffer(views, length);
   }
 
   /** How many views (iovecs) the buffer has. */
@@ -159,17 +165,19 @@ export class IoVecBufferMut {
   /** A buffer over plain byte arrays: for device models tested without guest memory. */
   static fromBytes(parts: readonly Uint8Array[]): IoVecBufferMut {
     for (const p of parts) validateBuffer(p);
+    let length = 0;
+    for (const p of parts) length = checkTotal(length + p.length);
     const b = new IoVecBufferMut(parts.length);
-    b.#push(-1, [...parts], totalLength(parts.map((p) => p.length), 0));
+    b.#push(-1, parts, length);
     return b;
   }
 
-  /** @internal Used by {@link splitChain}. */
-  static _fromDescriptors(chain: DescriptorChain, descs: readonly Descriptor[]): IoVecBufferMut {
-    const length = totalLength(descs.map((d) => d.len), 0);
-    const slices = sliceAll(chain, descs);
+  /** @internal The buffer over `descs[from, to)`, already checked by their chain. */
+  static _fromDescriptors(chain: DescriptorChain, descs: readonly Descriptor[], from: number, to: number): IoVecBufferMut {
+    const length = totalLength(descs, from, to, 0);
+    const slices = sliceAll(chain.memory, descs, from, to);
     const b = new IoVecBufferMut(slices.length);
-    b.#push(chain.head, slices.map((s) => s.view('write')), length);
+    b.#pushSlices(chain.head, slices, length);
     return b;
   }
 
@@ -209,8 +217,8 @@ export class IoVecBufferMut {
         length: r.len,
       });
     }
-    const length = totalLength(descs.map((d) => d.len), this.#length) - this.#length;
-    const slices = sliceAll(chain, descs);
+    const length = totalLength(descs, 0, descs.length, this.#length) - this.#length;
+    const slices = sliceAll(chain.memory, descs, 0, descs.length);
     if (this.viewCount + slices.length > this.capacity) {
       throw new VirtioError(
         'ERR_IOVEC_FULL',
@@ -218,10 +226,17 @@ export class IoVecBufferMut {
         { index: chain.head },
       );
     }
-    return this.#push(chain.head, slices.map((s) => s.view('write')), length);
+    return this.#pushSlices(chain.head, slices, length);
   }
 
-  #push(head: number, views: Uint8Array[], length: number): ParsedChain {
+  /** Appends the slices' views, marking their pages dirty first. */
+  #pushSlices(head: number, slices: readonly VolatileSlice[], length: number): ParsedChain {
+    const views = new Array<Uint8Array>(slices.length);
+    for (let i = 0; i < slices.length; i++) views[i] = slices[i].view('write');
+    return this.#push(head, views, length);
+  }
+
+  #push(head: number, views: readonly Uint8Array[], length: number): ParsedChain {
     for (const v of views) this.#views.push(v);
     const parsed: ParsedChain = { head, length, viewCount: views.length };
     this.#chains.push(parsed);
@@ -312,39 +327,41 @@ export class IoVecBufferMut {
  */
 export function splitChain(chain: DescriptorChain): ReaderWriter {
   const descs = chain.descriptors();
-  let k = descs.findIndex((d) => d.writable);
-  if (k < 0) k = descs.length;
-  const readable = descs.slice(0, k);
-  const writable = descs.slice(k);
+  let k = 0;
+  while (k < descs.length && !descs[k].writable) k++;
   // Check both totals before the writable pages are marked dirty.
-  totalLength(readable.map((d) => d.len), 0);
-  totalLength(writable.map((d) => d.len), 0);
+  totalLength(descs, 0, k, 0);
+  totalLength(descs, k, descs.length, 0);
   return {
     head: chain.head,
-    reader: IoVecBuffer._fromDescriptors(chain, readable),
-    writer: IoVecBufferMut._fromDescriptors(chain, writable),
+    reader: IoVecBuffer._fromDescriptors(chain, descs, 0, k),
+    writer: IoVecBufferMut._fromDescriptors(chain, descs, k, descs.length),
   };
 }
 
-/** The slices covering each descriptor's range, in order (ranges re-checked here). */
-function sliceAll(chain: DescriptorChain, descs: readonly Descriptor[]): VolatileSlice[] {
+/** The slices covering the ranges of `descs[from, to)`, in order (ranges re-checked here). */
+function sliceAll(mem: GuestMemory, descs: readonly Descriptor[], from: number, to: number): VolatileSlice[] {
   const out: VolatileSlice[] = [];
-  const mem = chain.memory;
-  for (const d of descs) {
-    if (d.len === 0) continue;
-    for (const s of mem.getSlices(d.addr, d.len)) out.push(s);
+  for (let i = from; i < to; i++) {
+    const { addr, len } = descs[i];
+    if (len === 0) continue;
+    const r = mem.findRegion(addr);
+    if (r !== undefined && addr + len <= r.end) out.push(r.getSlice((addr - r.start) as MemoryRegionAddress, len));
+    else for (const s of mem.getSlices(addr, len)) out.push(s);
   }
   return out;
 }
 
-/** `base + sum(lengths)`, refused past u32. */
-function totalLength(lengths: readonly number[], base: number): number {
+/** `base` plus the lengths of `descs[from, to)`, refused past u32. */
+function totalLength(descs: readonly Descriptor[], from: number, to: number, base: number): number {
   let n = base;
-  for (const l of lengths) {
-    n += l;
-    if (n > MAX_U32) {
-      throw new VirtioError('ERR_IOVEC_OVERFLOW', `the buffer would hold more than 2^32 - 1 bytes`, { length: n });
-    }
+  for (let i = from; i < to; i++) n = checkTotal(n + descs[i].len);
+  return n;
+}
+
+function checkTotal(n: number): number {
+  if (n > MAX_U32) {
+    throw new VirtioError('ERR_IOVEC_OVERFLOW', 'the buffer would hold more than 2^32 - 1 bytes', { length: n });
   }
   return n;
 }

@@ -47,9 +47,11 @@ export interface SplitQueueConfig {
  * fail. Everything read from the rings is driver input and is checked: the available index may
  * claim at most `size` new entries, heads and chains are checked by {@link DescriptorChain}.
  *
- * The device publishes the used index with plain stores after the entries it covers; on x86
- * (TSO) and with V8 keeping program order for stores to memory, the driver sees the entries
- * first.
+ * Ordering against a driver running at the same time (another thread or process sharing the
+ * memory): stores keep program order (x86 is TSO, and V8 does not reorder typed-array stores),
+ * so the driver sees used entries before the index that publishes them. Where a store must be
+ * visible before a following load (the used index before used_event / flags are read, avail_event
+ * before the available index is read again) a full fence separates them, as the spec's mb().
  *
  * @example
  * const q = new SplitQueue(mem, { size: 256, descTable, availRing, usedRing });
@@ -209,6 +211,7 @@ export class SplitQueue {
     this.#unsignalled = 0;
     this.#signalledUsed = now;
     if (added === 0) return false;
+    fence();
     const mem = this.#memory;
     if (!this.eventIdx) return (mem.readU16LE(this.availRing) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
     if (added >= 0x10000) return true;
@@ -227,6 +230,7 @@ export class SplitQueue {
     const mem = this.#memory;
     if (this.eventIdx) mem.writeU16LE(this.#availEventAddr(), this.#lastAvail);
     else mem.writeU16LE(this.usedRing, mem.readU16LE(this.usedRing) & ~VIRTQ_USED_F_NO_NOTIFY);
+    fence();
     return this.availableCount() > 0;
   }
 
@@ -265,6 +269,16 @@ export class SplitQueue {
     }
     return memory;
   }
+}
+
+const FENCE = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * A full memory barrier between the stores before and the loads after it: an atomic
+ * read-modify-write, which V8 emits as a locked instruction (a full fence on x86).
+ */
+function fence(): void {
+  Atomics.add(FENCE, 0, 0);
 }
 
 function checkRingAddress(addr: GuestAddress, alignment: number, what: string): GuestAddress {

@@ -16,14 +16,23 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
   readonly length: number;
   /** The dirty bitmap, offsets from the first byte. */
   readonly bitmap: Bitmap;
+  /** True when every write path refuses this memory with `ERR_READ_ONLY`; reads work. */
+  readonly readOnly: boolean;
+  /**
+   * @internal The bytes a write may reach: `length`, or -1 when read-only, so that the write fast
+   * path costs what the read one does and a read-only span always takes the slow path.
+   */
+  readonly _writeLength: number;
   /** @internal */ readonly scratch = false;
 
-  constructor(v: BackingViews, base: number, length: number, bitmap: Bitmap) {
+  constructor(v: BackingViews, base: number, length: number, bitmap: Bitmap, readOnly: boolean) {
     super();
     this.v = v;
     this.base = base;
     this.length = length;
     this.bitmap = bitmap;
+    this.readOnly = readOnly;
+    this._writeLength = readOnly ? -1 : length;
     this._span = this;
   }
 
@@ -44,6 +53,16 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
       if (abs + size <= this.v.u8.length) return abs;
     }
     return this._atSlow(addr, size);
+  }
+
+  override _atWrite(addr: number, size: number): number {
+    if (typeof addr === 'number' && addr >>> 0 === addr && addr <= this._writeLength - size) {
+      const abs = this.base + addr;
+      if (abs + size <= this.v.u8.length) return abs;
+    }
+    const abs = this._atSlow(addr, size);
+    if (this.readOnly) throw this._readOnly(addr, size);
+    return abs;
   }
 
   private _atSlow(addr: number, size: number): number {
@@ -77,7 +96,7 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
     if (addr > this.length) throw this._outOfBounds(addr, 0);
   }
 
-  override _checkRange(addr: number, length: number): void {
+  override _checkRange(addr: number, length: number, write = false): void {
     validateIndex(addr, this._addrName);
     validateIndex(length, 'length');
     if (length === 0) return;
@@ -89,6 +108,14 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
         { address: addr, length, expected: length, completed: 0 },
       );
     }
+    if (write && this.readOnly) throw this._readOnly(addr, length);
+  }
+
+  override _readOnly(addr: number, length: number): VolatileMemoryError {
+    return new VolatileMemoryError('ERR_READ_ONLY', `${this._addrName} ${hex(addr)} (+${length}) is read-only memory; nothing was written`, {
+      address: addr,
+      length,
+    });
   }
 
   /** @internal */

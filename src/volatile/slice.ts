@@ -19,7 +19,7 @@ import { VolatileArrayRef, VolatileRef } from './ref.js';
  * @example
  * const s = new VolatileSlice(new Uint8Array(64));
  * s.writeU32LE(4, 0xdeadbeef);
- * s.subslice(4, 4).readU32LE(0); // 0xdeadbeef
+ * s.subslice(4, 4).readU32LE(0); // => 0xdeadbeef
  */
 export class VolatileSlice extends ContiguousBytes<number> {
   /** @internal Where fresh views come from after a WebAssembly memory grew. */
@@ -32,19 +32,20 @@ export class VolatileSlice extends ContiguousBytes<number> {
    */
   constructor(bytes: Uint8Array, bitmap?: Bitmap);
   /** @internal */
-  constructor(v: BackingViews, base: number, length: number, bitmap: Bitmap, backend: MemoryBackend | undefined);
+  constructor(v: BackingViews, base: number, length: number, bitmap: Bitmap, backend: MemoryBackend | undefined, readOnly: boolean);
   constructor(
     source: Uint8Array | BackingViews,
     baseOrBitmap?: number | Bitmap,
     length?: number,
     bitmap?: Bitmap,
     backend?: MemoryBackend,
+    readOnly?: boolean,
   ) {
     if (typeof baseOrBitmap === 'number') {
-      super(source as BackingViews, baseOrBitmap, length as number, bitmap as Bitmap);
+      super(source as BackingViews, baseOrBitmap, length as number, bitmap as Bitmap, readOnly === true);
     } else {
       validateBuffer(source);
-      super(viewsOf(source.buffer), source.byteOffset, source.length, baseOrBitmap ?? NO_BITMAP);
+      super(viewsOf(source.buffer), source.byteOffset, source.length, baseOrBitmap ?? NO_BITMAP, false);
     }
     this._backend = backend;
   }
@@ -73,7 +74,7 @@ export class VolatileSlice extends ContiguousBytes<number> {
     validateIndex(offset, 'offset');
     validateIndex(count, 'count');
     if (offset + count > this.length) throw this._outOfBounds(offset, count);
-    return new VolatileSlice(this.v, this.base + offset, count, this.bitmap.sliceAt(offset), this._backend);
+    return new VolatileSlice(this.v, this.base + offset, count, this.bitmap.sliceAt(offset), this._backend, this.readOnly);
   }
 
   /** The slice from `count` bytes in to the end. */
@@ -91,10 +92,13 @@ export class VolatileSlice extends ContiguousBytes<number> {
   /**
    * Copies `min(this.length, dst.length)` bytes from this slice to the start of `dst` and
    * returns the count. Overlapping slices of one buffer copy as memmove does.
+   *
+   * @throws {VolatileMemoryError} `ERR_READ_ONLY` when `dst` is read-only (and bytes would move).
    */
   copyTo(dst: VolatileSlice): number {
     const n = Math.min(this.length, dst.length);
     if (n === 0) return 0;
+    if (dst.readOnly) throw dst._readOnly(0, n);
     this._refresh();
     dst._refresh();
     if (this.v.buffer === dst.v.buffer) dst.v.u8.copyWithin(dst.base, this.base, this.base + n);
@@ -114,11 +118,14 @@ export class VolatileSlice extends ContiguousBytes<number> {
    * With `'write'` the whole slice is marked dirty before the view is handed out (its writes can
    * no longer be seen); with `'read'` nothing is marked, so writing through it goes untracked.
    * The view dies with its buffer: after a WebAssembly memory grows, take a new one.
+   *
+   * @throws {VolatileMemoryError} `ERR_READ_ONLY` for `'write'` on a read-only slice.
    */
   view(mode: 'read' | 'write'): Uint8Array {
     if (mode !== 'read' && mode !== 'write') {
       throw new VolatileMemoryError('ERR_INVALID_ARG', `mode must be 'read' or 'write', got ${String(mode)}`);
     }
+    if (mode === 'write' && this.readOnly) throw this._readOnly(0, this.length);
     this._refresh();
     if (mode === 'write') this.bitmap.markDirty(0, this.length);
     return this.v.u8.subarray(this.base, this.base + this.length);

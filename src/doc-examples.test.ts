@@ -1,0 +1,87 @@
+/**
+ * The `@example` blocks of the TSDoc comments run as tests, so that the API docs cannot rot.
+ *
+ * Each block is transpiled and run as a module of its own inside the package, with every export
+ * of `guestmem` (and of the subpath export of its directory, such as `guestmem/mmap` for blocks in
+ * src/mmap/) in scope. A line ending in
+ * `// => value` asserts that its expression (or the variable it declares) deep-equals `value`.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { describe, it } from 'node:test';
+import ts from 'typescript';
+
+const root = new URL('../', import.meta.url).pathname;
+const out = join(root, 'build', 'doc-examples');
+
+interface Example {
+  file: string;
+  line: number;
+  code: string;
+}
+
+/** The `@example` blocks of the sources under `src/`, outside tests and test helpers. */
+function examples(): Example[] {
+  const found: Example[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (!e.name.startsWith('test-')) walk(path);
+      } else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts')) {
+        const lines = readFileSync(path, 'utf8').split('\n');
+        for (let i = 0; i < lines.length; i++) {
+          if (!/^\s*\* @example\s*$/.test(lines[i])) continue;
+          const body: string[] = [];
+          for (let j = i + 1; j < lines.length && !/^\s*\*\/|^\s*\* @/.test(lines[j]); j++) body.push(lines[j].replace(/^\s*\* ?/, ''));
+          found.push({ file: relative(root, path), line: i + 1, code: body.join('\n') });
+        }
+      }
+    }
+  };
+  walk(join(root, 'src'));
+  return found;
+}
+
+/** Turns `expr; // => value` and `const x = expr; // => value` lines into assertions. */
+function withAssertions(code: string): string {
+  return code
+    .split('\n')
+    .map((line) => {
+      const m = /^(\s*)(.*?);?\s*\/\/ => (.+)$/.exec(line);
+      if (m === null) return line;
+      const [, indent, stmt, expected] = m;
+      const decl = /^(?:const|let)\s+(\w+)\s*=/.exec(stmt);
+      return decl ? `${indent}${stmt}; __assert.deepStrictEqual(${decl[1]}, ${expected});` : `${indent}__assert.deepStrictEqual(${stmt}, ${expected});`;
+    })
+    .join('\n');
+}
+
+/** The subpath exports with their own directory under src/. */
+const SUBPATHS = ['mmap', 'virtio', 'vhost-user'];
+const modules: Record<string, Record<string, unknown>> = { guestmem: await import('guestmem') };
+for (const sub of SUBPATHS) modules[`guestmem/${sub}`] = await import(`guestmem/${sub}`).catch(() => ({}));
+
+describe('documentation examples', () => {
+  const all = examples();
+  it('finds the examples', () => assert.ok(all.length >= 5, `only ${all.length} @example blocks found`));
+  mkdirSync(out, { recursive: true });
+  for (const ex of all) {
+    it(`${ex.file}:${ex.line}`, () => {
+      const sub = SUBPATHS.find((d) => ex.file.startsWith(`src/${d}/`));
+      const from = sub === undefined ? ['guestmem'] : ['guestmem', `guestmem/${sub}`];
+      const prelude = [
+        "import __assert from 'node:assert/strict';",
+        ...from.map((m, i) => `import * as __m${i} from '${m}';\nconst { ${Object.keys(modules[m]).join(', ')} } = __m${i};`),
+      ].join('\n');
+      const js = ts.transpileModule(withAssertions(ex.code), {
+        compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
+      }).outputText;
+      const path = join(out, `${ex.file.replace(/[/.]/g, '_')}_${ex.line}.mjs`);
+      writeFileSync(path, `${prelude}\n${js}\nexport {};\n`);
+      execFileSync(process.execPath, [path], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    });
+  }
+});

@@ -1,0 +1,162 @@
+/**
+ * Writing memory snapshots: full (every byte, zero pages left as holes) and diff (the pages
+ * dirtied since the previous snapshot), in Firecracker's memory-file format with a layout file
+ * beside it (see ./layout.ts).
+ *
+ * Snapshot a paused guest: pages that change while a snapshot is written are caught by the next
+ * diff (their dirty bits are set again), but the snapshot itself is then not a consistent state.
+ */
+import { closeSync, ftruncateSync, openSync } from 'node:fs';
+import { MemoryRegionAddress } from '../address/address.js';
+import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { GuestMemoryRegion } from '../region/region.js';
+import { SnapshotError } from './errors.js';
+import { ioError, regionsOf, type SnapshotLayout, writeLayout } from './layout.js';
+
+/** Called as a snapshot proceeds: `done` of `total` bytes handled. */
+export type ProgressCallback = (done: number, total: number) => void;
+
+/** Options of {@link writeFullSnapshot} and {@link writeDiffSnapshot}. */
+export interface WriteSnapshotOptions {
+  /** Told about progress after every run of bytes written (at most 16 MiB apart). */
+  onProgress?: ProgressCallback | undefined;
+}
+
+/** Progress is reported at least this often (bytes); runs are written in pieces of this size. */
+export const PROGRESS_STEP = 16 * 1024 * 1024;
+
+/** Granularity of the zero-page scan of a full snapshot: holes are whole pages of zeros. */
+const SCAN_PAGE = 4096;
+
+/**
+ * Writes all of `mem` to `path` (regions in guest-address order, back to back) and its layout
+ * to `path.json`. Zero pages are not written: the file is sparse there, as Firecracker's are.
+ *
+ * The full snapshot is the baseline of the next diff: the dirty pages of every tracked region are
+ * taken before the copy starts (pages written meanwhile stay dirty). If the snapshot fails they are
+ * put back, so no dirty page is lost.
+ *
+ * @returns The layout written.
+ * @throws {SnapshotError} `ERR_SNAPSHOT_IO` (with the system error as `cause`), `ERR_INVALID_ARG`.
+ */
+export function writeFullSnapshot(mem: GuestMemory, path: string, options: WriteSnapshotOptions = {}): SnapshotLayout {
+  const onProgress = validateOptions(options);
+  return writeSnapshot(mem, path, 'full', () => mem.regions().flatMap((r) => nonZeroRuns(r).map(([at, n]) => [r, at, n] as Run)), onProgress);
+}
+
+/**
+ * Writes the pages of `mem` dirtied since the last snapshot or harvest to `path`, each at its
+ * offset in a full-size sparse file (Firecracker's diff format), and the layout, which lists the
+ * runs written, to `path.json`. The dirty pages are taken (harvested) first; if the snapshot
+ * fails they are put back.
+ *
+ * @returns The layout written.
+ * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an
+ * {@link AtomicBitmap} (its changes would be missed; checked before anything is taken or
+ * written), `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG`.
+ */
+export function writeDiffSnapshot(mem: GuestMemory, path: string, options: WriteSnapshotOptions = {}): SnapshotLayout {
+  const onProgress = validateOptions(options);
+  for (const r of mem.regions()) {
+    if (!(r.bitmap instanceof AtomicBitmap)) {
+      throw new SnapshotError('ERR_SNAPSHOT_UNTRACKED', `region ${r.range} tracks no dirty pages: a diff snapshot would miss its changes`, {
+        address: r.start,
+        length: r.length,
+      });
+    }
+  }
+  const dirtyRuns = (taken: Taken) => taken.flatMap(([r, bits]) => [...bits.dirtyRanges()].map(({ offset, length }) => [r, offset, length] as Run));
+  return writeSnapshot(mem, path, 'diff', dirtyRuns, onProgress);
+}
+
+/** Dirty pages taken from each tracked region. */
+type Taken = [GuestMemoryRegion, AtomicBitmap][];
+/** Bytes to write: a region, an offset in it and a length. */
+type Run = [GuestMemoryRegion, number, number];
+
+/**
+ * The common part: open the file, take the dirty pages, write the runs `choose` picks (region,
+ * offset in it, length), size the file, write the layout; on failure put the pages back.
+ */
+function writeSnapshot(
+  mem: GuestMemory,
+  path: string,
+  kind: SnapshotLayout['kind'],
+  choose: (taken: Taken) => Run[],
+  onProgress: ProgressCallback | undefined,
+): SnapshotLayout {
+  const regions = regionsOf(mem);
+  const fileOffsets = new Map(mem.regions().map((r, i) => [r, regions[i].fileOffset]));
+  const size = mem.totalSize;
+  let fd: number;
+  try {
+    fd = openSync(path, 'w');
+  } catch (err) {
+    throw ioError(err, `opening ${path}`);
+  }
+  const taken: Taken = [];
+  for (const r of mem.regions()) if (r.bitmap instanceof AtomicBitmap) taken.push([r, r.bitmap.harvest()]);
+  try {
+    const runs = choose(taken);
+    // A full snapshot's progress is how far into the file it got; a diff's, the bytes it wrote.
+    const total = kind === 'full' ? size : runs.reduce((n, [, , len]) => n + len, 0);
+    const data: [number, number][] = [];
+    let written = 0;
+    for (const [r, at, n] of runs) {
+      const fileAt = (fileOffsets.get(r) as number) + at;
+      for (let off = 0; off < n; off += PROGRESS_STEP) {
+        const len = Math.min(PROGRESS_STEP, n - off);
+        r.writeAllVolatileTo(MemoryRegionAddress(at + off), fd, len, fileAt + off);
+        written += len;
+        onProgress?.(kind === 'full' ? fileAt + off + len : written, total);
+      }
+      const last = data[data.length - 1];
+      if (last !== undefined && last[0] + last[1] === fileAt) last[1] += n;
+      else data.push([fileAt, n]);
+    }
+    ftruncateSync(fd, size);
+    const layout: SnapshotLayout = { kind, size, regions, data };
+    writeLayout(path, layout);
+    onProgress?.(total, total);
+    return layout;
+  } catch (err) {
+    // Put the taken pages back: the next snapshot or harvest must still see them.
+    for (const [r, bits] of taken) for (const { offset, length } of bits.dirtyRanges()) r.bitmap.markDirty(offset, length);
+    throw err instanceof SnapshotError ? err : ioError(err, `writing ${path}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The runs of `region` that hold a non-zero byte, in whole scan pages (the last one cut at the end). */
+function nonZeroRuns(region: GuestMemoryRegion): [number, number][] {
+  const view = region.asVolatileSlice().view('read');
+  const runs: [number, number][] = [];
+  let start = -1;
+  for (let at = 0; at < view.length; at += SCAN_PAGE) {
+    const end = Math.min(at + SCAN_PAGE, view.length);
+    const zero = ZERO_PAGE.compare(view, at, end, 0, end - at) === 0;
+    if (!zero && start < 0) start = at;
+    else if (zero && start >= 0) {
+      runs.push([start, at - start]);
+      start = -1;
+    }
+  }
+  if (start >= 0) runs.push([start, view.length - start]);
+  return runs;
+}
+
+const ZERO_PAGE = Buffer.alloc(SCAN_PAGE);
+
+/** Checks the options shared by the snapshot functions and returns the progress callback. */
+export function validateOptions(options: WriteSnapshotOptions): ProgressCallback | undefined {
+  if (typeof options !== 'object' || options === null) {
+    throw new SnapshotError('ERR_INVALID_ARG', `options must be an object, got ${options === null ? 'null' : typeof options}`);
+  }
+  const { onProgress } = options;
+  if (onProgress !== undefined && typeof onProgress !== 'function') {
+    throw new SnapshotError('ERR_INVALID_ARG', `onProgress must be a function, got ${typeof onProgress}`);
+  }
+  return onProgress;
+}
