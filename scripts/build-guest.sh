@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-.cache/guest}
-if [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] && [ "$out/initrd.img" -nt scripts/build-guest.sh ]; then
+if [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] && [ "$out/initrd.img" -nt scripts/build-guest.sh ] && [ "$out/initrd.img" -nt scripts/guest-init.sh ]; then
   echo "guest already built in $out"
   exit 0
 fi
