@@ -102,6 +102,16 @@ describe('VhostUserSession with a well-behaved front-end', () => {
     assert.ok(!marked(0), 'a page nobody wrote');
     const pages = [...log].reduce((n, b) => n + [...b.toString(2)].filter((c) => c === '1').length, 0);
     assert.equal(pages, 3, 'two data pages and the used ring page, nothing else');
+    // Without LOG_ALL nothing is marked any more.
+    fe.send(R.SET_FEATURES, u64(bit(Feature.VERSION_1) | bit(Feature.PROTOCOL_FEATURES) | bit(Feature.RING_EVENT_IDX)));
+    await until(() => !session.log.active, 'logging to stop');
+    log.fill(0);
+    drv.used();
+    drv.post([], [100]);
+    drv.kick();
+    eventfdWrite(kick);
+    await until(() => drv.used().length === 1, 'the second request');
+    assert.ok(log.every((b) => b === 0), 'no marks without LOG_ALL');
     fe.close();
     await closed;
     [kick, call].forEach(closeFd);
