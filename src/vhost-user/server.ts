@@ -94,7 +94,17 @@ export class VhostUserServer implements Disposable {
     if (this.#listenFd === undefined || this.#closed) return;
     const listenFd = this.#listenFd;
     this.#watcher = watch(listenFd, Readiness.READABLE, () => {
-      const fd = accept(listenFd);
+      let fd: number | undefined;
+      try {
+        fd = accept(listenFd);
+      } catch (e) {
+        // Out of fds, say: pause rather than spin on a listener that stays readable.
+        this.#watcher?.close();
+        this.#watcher = undefined;
+        this.#options.onDisconnect?.(e as VhostUserError);
+        setTimeout(() => this.#listen(), 100);
+        return;
+      }
       if (fd === undefined) return;
       this.#watcher?.close();
       this.#watcher = undefined;
@@ -103,7 +113,21 @@ export class VhostUserServer implements Disposable {
   }
 
   #serve(fd: number): void {
-    const session = new VhostUserSession(fd, this.#device, {
+    let session: VhostUserSession;
+    try {
+      session = this.#newSession(fd);
+    } catch (e) {
+      this.#options.onDisconnect?.(e as VhostUserError);
+      this.#listen();
+      return;
+    }
+    this.#session = session;
+    this.#options.onConnect?.(session);
+  }
+
+  /** A session on `fd`; when it ends, the server listens again. */
+  #newSession(fd: number): VhostUserSession {
+    return new VhostUserSession(fd, this.#device, {
       onQueueError: this.#options.onQueueError,
       onClose: (error) => {
         this.#session = undefined;
@@ -111,7 +135,5 @@ export class VhostUserServer implements Disposable {
         this.#listen();
       },
     });
-    this.#session = session;
-    this.#options.onConnect?.(session);
   }
 }

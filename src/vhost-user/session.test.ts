@@ -4,7 +4,7 @@ import { MmapBackend } from '../mmap/backend.js';
 import { VhostUserError, type VhostUserErrorCode } from './errors.js';
 import { bit, Feature, FLAG_NEED_REPLY, FLAG_REPLY, ProtocolFeature, Request as R, VERSION } from './protocol.js';
 import { PROTOCOL_FEATURES } from './session.js';
-import { closeFd, eventfd, eventfdRead, eventfdWrite } from './sys.js';
+import { closeFd, eventfd, eventfdRead, eventfdWrite, sendMsg, socketPair } from './sys.js';
 import { configPayload, type FakeFrontend, logPayload, memTable, u64, UVA_BASE, vringAddr, vringState } from './test-support/frontend.js';
 import { connect, guest, MiB, negotiate, openFds, setupVring, until } from './test-support/harness.js';
 
@@ -289,6 +289,23 @@ describe('VhostUserSession with a hostile front-end', () => {
       assert.deepEqual(await openFds(), before, 'every fd is closed');
     });
   }
+
+  test('a kick fd that is not an eventfd ends the session when it fires, and the process keeps running', async () => {
+    const g = guest();
+    const { fe, device, closed } = connect();
+    await negotiate(fe, g);
+    const [kickEnd, frontEnd] = socketPair();
+    const drv = setupVring(fe, g);
+    fe.send(R.SET_VRING_KICK, u64(0), [kickEnd]);
+    await until(() => device.queues.has(0), 'the queue to start');
+    sendMsg(frontEnd, Uint8Array.of(1, 2, 3)); // 3 bytes: not an eventfd counter
+    const error = await closed;
+    assert.equal(error?.code, 'ERR_VHOST_USER_SYSTEM');
+    assert.equal(error?.errno, 'EPROTO');
+    [kickEnd, frontEnd, drv.kick, drv.call].forEach(closeFd);
+    fe.close();
+    g.ram.close();
+  });
 
   test('a refused message with NEED_REPLY is answered with a failure before the hang-up', async () => {
     const g = guest();

@@ -161,7 +161,12 @@ export class VhostUserSession implements Disposable {
     if (this.#closed) return;
     this.#closed = true;
     this.#watcher.close();
-    this.#resetState();
+    try {
+      this.#resetState();
+    } catch (e) {
+      error ??= asVhostUserError(e);
+    }
+    for (const vring of this.#vrings) vring.closeFds();
     closeFd(this.#fd);
     closeFd(this.#logFd);
     this.#log.close();
@@ -179,8 +184,15 @@ export class VhostUserSession implements Disposable {
   // ---- framing ----
 
   #onReadable(): void {
-    try {
+    this.#guard(() => {
       while (!this.#closed && this.#readSome()) {}
+    });
+  }
+
+  /** Runs an event-loop callback: whatever it throws ends the session, never the process. */
+  #guard(fn: () => void): void {
+    try {
+      fn();
     } catch (e) {
       this.close(asVhostUserError(e));
     }
@@ -339,8 +351,7 @@ export class VhostUserSession implements Disposable {
         return true;
       }
       case R.SET_LOG_FD:
-        if (msg.payload.byteLength !== 0 && msg.payload.byteLength !== 8) expect(msg, 0, 1);
-        expect(msg, msg.payload.byteLength, 1);
+        expect(msg, msg.payload.byteLength === 8 ? 8 : 0, 1);
         closeFd(this.#logFd);
         this.#logFd = msg.fds.shift();
         return false;
@@ -561,10 +572,13 @@ export class VhostUserSession implements Disposable {
     const kickFd = vring.kickFd;
     vring.queue = queue;
     this.#device.startQueue(index, queue, vring);
-    vring.watcher = watch(kickFd, Readiness.READABLE, () => {
-      eventfdRead(kickFd);
-      this.#kick(index);
-    });
+    // A kick fd that is not an eventfd (a hostile front-end's pipe) fails the read: ERR_VHOST_USER_SYSTEM.
+    vring.watcher = watch(kickFd, Readiness.READABLE, () =>
+      this.#guard(() => {
+        eventfdRead(kickFd);
+        this.#kick(index);
+      }),
+    );
     this.#kick(index);
   }
 
