@@ -138,7 +138,7 @@ try {
   const TOTAL = CHUNK * PARTS;
   const r = ring([], Array(PARTS).fill(CHUNK), 1);
   const rd = ring(Array(PARTS).fill(CHUNK), [], 1);
-  const inBuf = IoVecBufferMut.fromChain(r.q.pop() as DescriptorChain, PARTS);
+  const inBuf = IoVecBufferMut.fromChain(r.q.pop() as DescriptorChain);
   const outBuf = IoVecBuffer.fromChain(rd.q.pop() as DescriptorChain);
   const bounce = Buffer.alloc(TOTAL);
   writeSync(fd, bounce, 0, TOTAL, 0);

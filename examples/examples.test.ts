@@ -21,4 +21,11 @@ describe('examples', () => {
     assert.match(out, /written since: \[0x100000, \+2 pages\) \[0x100008000, \+3 pages\)/);
     assert.match(out, /restored full \+ diff into a fresh guest: identical/);
   });
+
+  it('shared-worker', () => {
+    const out = run('shared-worker');
+    assert.match(out, /read 0xc0ffee written by the main thread/);
+    assert.match(out, /main thread reads the worker's u64 at 0x200000: 0x1122334455667788/);
+    assert.match(out, /harvested by the main thread: \[0x200000, \+0x1000\) \[0x300000, \+0x3000\)$/m);
+  });
 });

@@ -16,15 +16,25 @@ export const MAX_VIEW_BYTES = 2 ** 32;
  * host offset, as vm-memory judges it on the host pointer. Buffers start at least 8-byte aligned.
  */
 export class BackingViews {
+  /** The buffer every view covers from byte 0. */
   readonly buffer: ArrayBufferLike;
+  /** Bytes. */
   readonly u8: Uint8Array;
+  /** For misaligned and big-endian accesses. */
   readonly dv: DataView;
+  /** Naturally aligned u16s (host order): `u16[abs >>> 1]`. */
   readonly u16: Uint16Array;
+  /** Naturally aligned u32s (host order): `u32[abs >>> 2]`. */
   readonly u32: Uint32Array;
+  /** Naturally aligned i32s (host order), for Atomics on 32-bit words. */
   readonly i32: Int32Array;
+  /** Naturally aligned u64s (host order): `u64[abs >>> 3]`. */
   readonly u64: BigUint64Array;
+  /** Naturally aligned i64s (host order). */
   readonly i64: BigInt64Array;
+  /** Naturally aligned f32s (host order). */
   readonly f32: Float32Array;
+  /** Naturally aligned f64s (host order); also how a u64 given as a number is stored. */
   readonly f64: Float64Array;
   /**
    * True when other threads may see this memory, so that Atomics are meaningful: a

@@ -4,7 +4,9 @@ import { BackingViews, isSharedArrayBuffer } from './views.js';
 
 /** What the backend uses of a `WebAssembly.Memory` (typed here so as not to need the DOM lib). */
 export interface WebAssemblyMemory {
+  /** The memory's current buffer (replaced by a new one when a non-shared memory grows). */
   readonly buffer: ArrayBuffer | SharedArrayBuffer;
+  /** Adds `deltaPages` 64 KiB pages; returns the old size in pages. */
   grow(deltaPages: number): number;
 }
 
@@ -19,6 +21,7 @@ export interface WebAssemblyMemory {
 export class WasmMemoryBackend implements MemoryBackend {
   readonly kind = 'wasm';
   readonly byteOffset = 0;
+  /** The WebAssembly memory the guest lives in. */
   readonly memory: WebAssemblyMemory;
   #views: BackingViews;
 

@@ -33,9 +33,13 @@ export const MAX_CHUNK_SIZE: number = Math.min(2 ** 32, host.maxBuffer - (host.m
  * exist here so that asking for them can be refused with `ERR_MMAP_FIXED_FORBIDDEN`.
  */
 export const MmapFlags = Object.freeze({
+  /** Do not reserve swap: a large sparse guest costs only the pages it touches. */
   MAP_NORESERVE: native.MAP_NORESERVE,
+  /** Fault every page in at map time (prefetch). */
   MAP_POPULATE: native.MAP_POPULATE,
+  /** Refused: it would replace whatever is mapped at the address. */
   MAP_FIXED: native.MAP_FIXED,
+  /** Refused, as `MAP_FIXED`. */
   MAP_FIXED_NOREPLACE: native.MAP_FIXED_NOREPLACE,
 });
 
@@ -323,7 +327,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
    * touches) or, with `shared`, shmem that workers see but no other process can map.
    *
    * @throws {MmapError} `ERR_MMAP_FAILED` (with `errno`), `ERR_MMAP_FIXED_FORBIDDEN`,
-   *   `ERR_MMAP_INVALID_ARGUMENT`; {@link AddressError} for a size that is not a safe integer.
+   *   `ERR_MMAP_INVALID_ARGUMENT`; `AddressError` for a size that is not a safe integer.
    * @example
    * using ram = MmapBackend.anonymous(256 << 20, { hugepages: 'thp' });
    */

@@ -25,7 +25,9 @@ export type MmapErrorCode =
 
 /** Facts an {@link MmapError} may carry beyond those of every guestmem error. */
 export interface MmapErrorDetails extends ErrorDetails {
+  /** Becomes the error's `errno`. */
   errno?: string | undefined;
+  /** Becomes the error's `syscall`. */
   syscall?: string | undefined;
 }
 

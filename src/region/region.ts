@@ -34,6 +34,7 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
   readonly start: GuestAddress;
   /** The exclusive end, `start + length`. */
   readonly end: GuestAddress;
+  /** Where the region's bytes live. */
   readonly backend: MemoryBackend;
   /** Where the region starts in its backend. */
   readonly offset: number;

@@ -31,8 +31,9 @@ export interface BlockDisk {
 
 /** Options of an {@link FdDisk}. */
 export interface FdDiskOptions {
-  /** Bytes of the disk (default: the file's size now). */
+  /** Bytes of the disk (default: the file's size now; give it for a block device, whose fstat size is 0). */
   size?: number;
+  /** Refuse writes, discards and write-zeroes (default false). */
   readOnly?: boolean;
 }
 
@@ -45,6 +46,7 @@ const ZEROES = new Uint8Array(1 << 20);
  * spec allows (the data may stay). The fd stays the caller's to close.
  */
 export class FdDisk implements BlockDisk {
+  /** The file descriptor (the caller's to close). */
   readonly fd: number;
   readonly size: number;
   readonly readOnly: boolean;

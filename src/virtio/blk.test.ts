@@ -102,11 +102,14 @@ describe('virtio-blk configuration', () => {
     assert.equal(decodeBlkConfig(bytes).capacity, 2 ** 40);
   });
 
-  test('ERR_INVALID_ARG: unknown fields, values out of range, short bytes', () => {
+  test('ERR_INVALID_ARG: unknown fields, values out of range, short bytes, bad device options', () => {
     assert.throws(() => encodeBlkConfig({ nope: 1 } as never), virtioError('ERR_INVALID_ARG'));
     assert.throws(() => encodeBlkConfig({ heads: 256 }), virtioError('ERR_INVALID_ARG'));
     assert.throws(() => decodeBlkConfig(new Uint8Array(71)), virtioError('ERR_INVALID_ARG'));
     assert.throws(() => new VirtioBlk({ size: 0, readOnly: false } as BlockDisk, { id: 'x'.repeat(21) }), virtioError('ERR_INVALID_ARG'));
+    for (const bad of [{ queueSize: 0 }, { maxDiscardSectors: 2 ** 32 }, { maxDiscardSegments: 1.5 }]) {
+      assert.throws(() => new VirtioBlk({ size: 0, readOnly: false } as BlockDisk, bad), virtioError('ERR_INVALID_ARG'), JSON.stringify(bad));
+    }
   });
 
   test('the device reports its capacity, seg_max and features', () => {

@@ -11,16 +11,23 @@ import { VirtioError } from './errors.js';
 import { type IoVecBuffer, type IoVecBufferMut, splitChain } from './iovec.js';
 import { type SplitQueue, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from './queue.js';
 
-/** Request types. */
+/** Request type: read sectors into the writable buffers. */
 export const VIRTIO_BLK_T_IN = 0;
+/** Request type: write the readable data to sectors. */
 export const VIRTIO_BLK_T_OUT = 1;
+/** Request type: make completed writes durable. */
 export const VIRTIO_BLK_T_FLUSH = 4;
+/** Request type: answer the device id (20 bytes). */
 export const VIRTIO_BLK_T_GET_ID = 8;
+/** Request type: the segments' data is no longer needed. */
 export const VIRTIO_BLK_T_DISCARD = 11;
+/** Request type: the segments read back as zeroes. */
 export const VIRTIO_BLK_T_WRITE_ZEROES = 13;
-/** Status byte values. */
+/** Status: the request succeeded. */
 export const VIRTIO_BLK_S_OK = 0;
+/** Status: the request failed (bad sectors or lengths, a disk error, a read-only disk). */
 export const VIRTIO_BLK_S_IOERR = 1;
+/** Status: the request type or a flag is not supported. */
 export const VIRTIO_BLK_S_UNSUPP = 2;
 /** Bytes of the request header: le32 type, le32 reserved, le64 sector. */
 export const BLK_HEADER_SIZE = 16;
@@ -74,12 +81,28 @@ class RequestFailure {
  * touched, so a refused request changes nothing on the disk.
  *
  * @example
+ * import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+ * import { tmpdir } from 'node:os';
+ * const dir = mkdtempSync(`${tmpdir()}/blk-`);
+ * const fd = openSync(`${dir}/disk.img`, 'w+');
+ * ftruncateSync(fd, 1 << 20);
  * const blk = new VirtioBlk(new FdDisk(fd), { id: 'disk0' });
- * queue.disableNotification();
- * blk.processQueue(queue);
- * if (queue.needsNotification()) interrupt();
+ * decodeBlkConfig(blk.config()).capacity; // => 2048
+ *
+ * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x20000]]);
+ * const driver = new VirtqueueDriver(mem, { size: 16, dataBase: GuestAddress(0x10000), dataSize: 0x10000 });
+ * const queue = new SplitQueue(mem, driver.queueConfig());
+ * const header = new Uint8Array(16);
+ * header[0] = VIRTIO_BLK_T_GET_ID;
+ * const posted = driver.post([header], [VIRTIO_BLK_ID_BYTES, 1]);
+ * blk.processQueue(queue); // => 1
+ * driver.read(posted.writable[1]); // => Uint8Array.of(VIRTIO_BLK_S_OK)
+ * new TextDecoder().decode(driver.read(posted.writable[0]).subarray(0, 5)); // => 'disk0'
+ * closeSync(fd);
+ * rmSync(dir, { recursive: true });
  */
 export class VirtioBlk {
+  /** Where the sectors are stored. */
   readonly disk: BlockDisk;
   /** Capacity in sectors. */
   readonly capacity: number;
@@ -97,9 +120,9 @@ export class VirtioBlk {
     }
     this.#id = new Uint8Array(VIRTIO_BLK_ID_BYTES);
     this.#id.set(id);
-    this.#queueSize = options.queueSize ?? 256;
-    this.#maxDiscardSectors = options.maxDiscardSectors ?? 1 << 22;
-    this.#maxDiscardSegments = options.maxDiscardSegments ?? 1;
+    this.#queueSize = checkU32(options.queueSize ?? 256, 'queueSize');
+    this.#maxDiscardSectors = checkU32(options.maxDiscardSectors ?? 1 << 22, 'maxDiscardSectors');
+    this.#maxDiscardSegments = checkU32(options.maxDiscardSegments ?? 1, 'maxDiscardSegments');
   }
 
   /** The device feature bits to offer (ring features included). */
@@ -286,6 +309,11 @@ export class VirtioBlk {
     }
     return out;
   }
+}
+
+function checkU32(value: number, name: string): number {
+  if (Number.isInteger(value) && value >= 1 && value <= 0xffff_ffff) return value;
+  throw new VirtioError('ERR_INVALID_ARG', `${name} must be an integer from 1 to 2^32 - 1, got ${String(value)}`);
 }
 
 function fail(status: number, code: 'ERR_BLK_REQUEST' | 'ERR_BLK_SECTOR_RANGE' | 'ERR_BLK_UNSUPPORTED', message: string, index: number): never {

@@ -20,9 +20,13 @@ export const DESCRIPTOR_SIZE = 16;
 export interface Descriptor {
   /** Its index in the table it was read from (the queue's table, or an indirect table). */
   readonly index: number;
+  /** Guest address of the buffer. */
   readonly addr: GuestAddress;
+  /** Bytes of the buffer. */
   readonly len: number;
+  /** `VIRTQ_DESC_F_*` bits. */
   readonly flags: number;
+  /** The next descriptor's index, when NEXT is set. */
   readonly next: number;
   /** True for a device-writable buffer (`VIRTQ_DESC_F_WRITE`). */
   readonly writable: boolean;
@@ -83,6 +87,7 @@ export class DescriptorChain implements Iterable<Descriptor> {
     return out;
   }
 
+  /** Walks the chain lazily, checking each descriptor as it is reached. */
   [Symbol.iterator](): Iterator<Descriptor, undefined> {
     const walk = new ChainWalk(this.memory, this.table, this.#queueSize, this.head);
     return {

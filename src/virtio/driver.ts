@@ -25,14 +25,19 @@ export interface DriverOptions {
 
 /** A guest buffer the driver placed. */
 export interface GuestBuffer {
+  /** Its guest address. */
   readonly addr: GuestAddress;
+  /** Its bytes. */
   readonly len: number;
 }
 
 /** A chain the driver made available. */
 export interface PostedChain {
+  /** The head index the device will report used. */
   readonly head: number;
+  /** The device-readable buffers, in chain order. */
   readonly readable: readonly GuestBuffer[];
+  /** The device-writable buffers, in chain order. */
   readonly writable: readonly GuestBuffer[];
   /** The indirect table's address, when the chain is indirect. */
   readonly indirectTable?: GuestAddress | undefined;
@@ -40,20 +45,38 @@ export interface PostedChain {
 
 /** An entry of the used ring. */
 export interface UsedElement {
+  /** The chain's head index. */
   readonly id: number;
+  /** Bytes the device wrote into the chain. */
   readonly len: number;
 }
 
 /** A raw descriptor to write; `addr` may be a bigint to write values beyond 2^53. */
 export interface RawDescriptor {
+  /** Guest address (any u64). */
   addr: number | bigint;
+  /** Length (a u32). */
   len: number;
+  /** `VIRTQ_DESC_F_*` bits. */
   flags: number;
+  /** Next index (a u16). */
   next: number;
 }
 
-/** Bytes of the driver's split-ring layout for `size` descriptors (rings back to back). */
-export function splitRingLayout(size: number, ringBase = 0): { descTable: number; availRing: number; usedRing: number; end: number } {
+/** Where the driver puts the rings of a split queue: back to back, each aligned as the spec asks. */
+export interface SplitRingLayout {
+  /** Guest address of the descriptor table. */
+  readonly descTable: number;
+  /** Guest address of the available ring. */
+  readonly availRing: number;
+  /** Guest address of the used ring. */
+  readonly usedRing: number;
+  /** The first guest address after the used ring. */
+  readonly end: number;
+}
+
+/** The driver's split-ring layout for `size` descriptors starting at `ringBase`. */
+export function splitRingLayout(size: number, ringBase = 0): SplitRingLayout {
   const descTable = ringBase;
   const availRing = descTable + DESCRIPTOR_SIZE * size;
   const usedRing = Math.ceil((availRing + 6 + 2 * size) / 4) * 4;
@@ -64,18 +87,25 @@ export function splitRingLayout(size: number, ringBase = 0): { descTable: number
  * The driver half of a split virtqueue, for device tests (Firecracker's VirtQueue test utility).
  *
  * @example
- * const drv = new VirtqueueDriver(mem, { size: 16, dataBase: GuestAddress(0x10000), dataSize: 0x10000 });
- * const q = new SplitQueue(mem, drv.queueConfig());
- * const posted = drv.post([header], [512, 1]);
- * // ... the device pops, handles, addUsed ...
- * drv.used(); // [{ id: posted.head, len: 513 }]
+ * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x20000]]);
+ * const driver = new VirtqueueDriver(mem, { size: 16, dataBase: GuestAddress(0x10000), dataSize: 0x10000 });
+ * const posted = driver.post([new Uint8Array(16)], [512, 1], { indirect: true });
+ * const chain = new SplitQueue(mem, driver.queueConfig()).pop();
+ * chain?.descriptors().map((d) => d.len); // => [16, 512, 1]
+ * driver.read(posted.writable[1]); // => Uint8Array.of(0)
  */
 export class VirtqueueDriver {
+  /** The guest memory the queue is laid out in. */
   readonly memory: GuestMemory;
+  /** Number of descriptors. */
   readonly size: number;
+  /** Guest address of the descriptor table. */
   readonly descTable: GuestAddress;
+  /** Guest address of the available ring. */
   readonly availRing: GuestAddress;
+  /** Guest address of the used ring. */
   readonly usedRing: GuestAddress;
+  /** The driver uses VIRTIO_F_EVENT_IDX. */
   readonly eventIdx: boolean;
   readonly #dataBase: number;
   readonly #dataEnd: number;
@@ -129,8 +159,8 @@ export class VirtqueueDriver {
 
   /**
    * Places `readable` (copied into guest memory) and `writable.length` zeroed device-writable
-   * buffers of the given sizes in one chain, and makes it available. With `indirect`, the descriptors go
-   * to an indirect table and the chain takes one slot of the queue's table.
+   * buffers of the given sizes in one chain, and makes it available. With `indirect`, the
+   * descriptors go to an indirect table and the chain takes one slot of the queue's table.
    */
   post(readable: readonly Uint8Array[], writable: readonly number[], options: { indirect?: boolean } = {}): PostedChain {
     const r = readable.map((bytes) => {

@@ -6,7 +6,7 @@ export type VirtioErrorCode =
   | 'ERR_VIRTQ_SIZE'
   /** A ring address without the alignment the split ring needs (16, 2, 4). */
   | 'ERR_VIRTQ_ALIGNMENT'
-  /** A descriptor table or ring that does not lie wholly in guest memory. */
+  /** A descriptor table or ring that does not lie wholly in guest memory (the used ring: in writable memory). */
   | 'ERR_VIRTQ_RING_ADDRESS'
   /** The driver's available index claims more new entries than the queue holds. */
   | 'ERR_VIRTQ_AVAIL_COUNT'
@@ -36,6 +36,8 @@ export type VirtioErrorCode =
   | 'ERR_IOVEC_READ_ONLY'
   /** A buffer whose total length would pass 2^32 - 1. */
   | 'ERR_IOVEC_OVERFLOW'
+  /** A device-writable descriptor over read-only guest memory (ROM). */
+  | 'ERR_IOVEC_READ_ONLY_MEMORY'
   /** More views than the IoVecBufferMut's capacity. */
   | 'ERR_IOVEC_FULL'
   /** An exact transfer that does not fit; `expected` and `completed` say how far it got. */
@@ -48,7 +50,7 @@ export type VirtioErrorCode =
   | 'ERR_BLK_REQUEST'
   /** A virtio-blk request for sectors beyond the disk's capacity. */
   | 'ERR_BLK_SECTOR_RANGE'
-  /** A virtio-blk request type or flag the device does not support. */
+  /** A virtio-blk request type or flag the device does not support, or a write to a read-only disk. */
   | 'ERR_BLK_UNSUPPORTED'
   /** A disk operation failed; `cause` is the system error. */
   | 'ERR_BLK_IO'

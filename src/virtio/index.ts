@@ -2,6 +2,18 @@
  * `guestmem/virtio`: split virtqueues, descriptor chains and scatter-gather buffers over guest
  * memory, a virtio-blk request handler, and a guest-side driver for device tests.
  *
+ * A device backend (vhost-user, or a VMM's own transport) drives a queue like this:
+ * - it collects the queue size, the three ring guest addresses and the starting available index
+ *   (vhost-user SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_BASE), then builds a
+ *   {@link SplitQueue}, which checks them against the guest memory;
+ * - a new memory table (SET_MEM_TABLE, hot-plug) goes to {@link SplitQueue.setMemory};
+ * - on a kick it pops chains and handles them (for a block device, {@link VirtioBlk.processQueue}),
+ *   then interrupts the driver when {@link SplitQueue.needsNotification} says so;
+ * - when the queue stops it reports {@link SplitQueue.lastAvailIdx} (GET_VRING_BASE).
+ *
+ * Everything read from guest memory is checked: a hostile driver gets a {@link VirtioError},
+ * never a hang or an access outside guest memory.
+ *
  * @module
  */
 export { VirtioError, type VirtioErrorCode, type VirtioErrorDetails } from './errors.js';
@@ -30,6 +42,7 @@ export {
   type PostedChain,
   type RawDescriptor,
   splitRingLayout,
+  type SplitRingLayout,
   type UsedElement,
   VirtqueueDriver,
 } from './driver.js';

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { heapBackend } from '../backend/buffer.js';
+import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { fsCalls } from '../bytes/fd-io.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
@@ -88,8 +89,11 @@ describe('IoVecBufferMut', () => {
 
   test('length, and appending a second chain', () => {
     const a = fourChain(true);
-    const iov = IoVecBufferMut.fromChain(a.chain);
-    assert.equal(iov.length, 256);
+    const one = IoVecBufferMut.fromChain(a.chain);
+    assert.deepEqual([one.length, one.capacity], [256, 4]);
+    assert.throws(() => one.appendChain(fourChain(true).chain), virtioError('ERR_IOVEC_FULL'));
+    const iov = new IoVecBufferMut();
+    iov.appendChain(fourChain(true).chain);
     const parsed = iov.appendChain(fourChain(true).chain);
     assert.deepEqual(parsed, { head: a.chain.head, length: 256, viewCount: 4 });
     assert.equal(iov.length, 512);
@@ -187,6 +191,27 @@ describe('IoVecBufferMut', () => {
     assert.deepEqual(bitmaps.map(pagesOf), [[], []]);
   });
 
+  test('ERR_IOVEC_READ_ONLY_MEMORY: a writable buffer in ROM is refused before anything is marked', () => {
+    const bitmap = new AtomicBitmap(0x10000);
+    const mem = GuestMemory.fromRegions([
+      new GuestMemoryRegion(G(0), heapBackend(0x10000), { bitmap }),
+      new GuestMemoryRegion(G(0x10000), heapBackend(0x1000), { readOnly: true }),
+    ]);
+    const { drv, q } = setup(16, { mem, dataBase: 0x8000, dataSize: 0x1000 });
+    const W = VIRTQ_DESC_F_WRITE;
+    drv.writeDescriptor(0, { addr: 0x8000, len: 0x100, flags: W | VIRTQ_DESC_F_NEXT, next: 1 });
+    drv.writeDescriptor(1, { addr: 0x10000, len: 0x100, flags: W, next: 0 });
+    drv.writeDescriptor(2, { addr: 0x10000, len: 0x100, flags: 0, next: 0 });
+    for (const head of [0, 0, 2]) drv.publish(head);
+    const [a, b, rom] = [q.pop(), q.pop(), q.pop()] as DescriptorChain[];
+    bitmap.resetAll();
+    const iov = new IoVecBufferMut();
+    assert.throws(() => iov.appendChain(a), virtioError('ERR_IOVEC_READ_ONLY_MEMORY', { index: 0 }));
+    assert.throws(() => splitChain(b), virtioError('ERR_IOVEC_READ_ONLY_MEMORY'));
+    assert.deepEqual([iov.length, bitmap.count()], [0, 0]);
+    assert.equal(IoVecBuffer.fromChain(rom).length, 0x100, 'reading ROM is fine');
+  });
+
   test('ERR_IOVEC_OVERFLOW: totals past 2^32 - 1, for one chain and across appended chains', () => {
     const mem = GuestMemory.fromRegions([
       new GuestMemoryRegion(G(0), heapBackend(0x10000)),
@@ -243,11 +268,12 @@ describe('zero-copy fd I/O', () => {
       assert.equal(iov.writeToFd(fd, 60, 100, 4), 100);
       assert.equal(iov.writeToFd(fd, 250, 100, 104), 6, 'the buffer ends first');
       assert.equal(iov.writeToFd(fd, 256, 1, 0), 0);
+      assert.equal(iov.writeToFd(fd, 0, 2), 2, 'no position: the fd\'s own, from its start');
     } finally {
       closeSync(fd);
     }
     const got = new Uint8Array(readFileSync(path));
-    assert.deepEqual(got.subarray(0, 4), new Uint8Array(4).fill(0xee));
+    assert.deepEqual(got.subarray(0, 4), Uint8Array.of(0, 1, 0xee, 0xee));
     assert.deepEqual(got.subarray(4, 104), bytes(100, 60));
     assert.deepEqual(got.subarray(104), bytes(6, 250));
   });

@@ -18,7 +18,7 @@ const MAX_U32 = 0xffff_ffff;
 
 /** What {@link IoVecBufferMut.appendChain} added: one chain's share of the buffer. */
 export interface ParsedChain {
-  /** The chain's head index, for the used ring. */
+  /** The chain's head index, for the used ring (-1 for the parts of {@link IoVecBufferMut.fromBytes}). */
   readonly head: number;
   /** Its bytes. */
   readonly length: number;
@@ -28,8 +28,11 @@ export interface ParsedChain {
 
 /** The readable and writable parts of one chain (see {@link splitChain}). */
 export interface ReaderWriter {
+  /** The chain's head index. */
   readonly head: number;
+  /** The device-readable descriptors (e.g. a request header and data). */
   readonly reader: IoVecBuffer;
+  /** The device-writable descriptors (e.g. data and a status byte). */
   readonly writer: IoVecBufferMut;
 }
 
@@ -37,7 +40,9 @@ export interface ReaderWriter {
  * The device-readable buffers of a descriptor chain.
  *
  * Every descriptor's whole range was checked to be guest memory when the buffer was built. The
- * views stay valid for the request's life; after a WebAssembly memory grows, build it again.
+ * views stay valid for the request's life: close a backend only once the requests over it are
+ * done (views of a closed one are empty, and transfers through them come up short); after a
+ * WebAssembly memory grows, build the buffer again.
  */
 export class IoVecBuffer {
   readonly #views: Uint8Array[];
@@ -56,14 +61,7 @@ export class IoVecBuffer {
    */
   static fromChain(chain: DescriptorChain): IoVecBuffer {
     const descs = chain.descriptors();
-    const w = descs.find((d) => d.writable);
-    if (w !== undefined) {
-      throw new VirtioError('ERR_IOVEC_WRITE_ONLY', `descriptor ${w.index} of chain ${chain.head} is device-writable`, {
-        index: w.index,
-        address: w.addr,
-        length: w.len,
-      });
-    }
+    checkDirection(chain, descs, false);
     return IoVecBuffer._fromDescriptors(chain, descs);
   }
 
@@ -152,14 +150,15 @@ export class IoVecBufferMut {
   }
 
   /**
-   * The buffer of a chain that has only device-writable descriptors.
+   * The buffer of one chain that has only device-writable descriptors, its capacity exactly the
+   * chain's views.
    *
-   * @throws {VirtioError} as {@link appendChain}.
+   * @throws {VirtioError} as {@link appendChain}, but never `ERR_IOVEC_FULL`.
    */
-  static fromChain(chain: DescriptorChain, capacity = 256): IoVecBufferMut {
-    const b = new IoVecBufferMut(capacity);
-    b.appendChain(chain);
-    return b;
+  static fromChain(chain: DescriptorChain): IoVecBufferMut {
+    const descs = chain.descriptors();
+    checkDirection(chain, descs, true);
+    return IoVecBufferMut._fromDescriptors(chain, descs, 0, descs.length);
   }
 
   /** A buffer over plain byte arrays: for device models tested without guest memory. */
@@ -205,18 +204,12 @@ export class IoVecBufferMut {
    * Appends a chain of device-writable descriptors after the ones already held.
    *
    * @throws {VirtioError} `ERR_IOVEC_READ_ONLY`, `ERR_IOVEC_OVERFLOW` (total past 2^32 - 1),
-   *   `ERR_IOVEC_FULL` (more than `capacity` views), or any chain error; the buffer is unchanged.
+   *   `ERR_IOVEC_FULL` (more than `capacity` views), `ERR_IOVEC_READ_ONLY_MEMORY` (a buffer in
+   *   ROM), or any chain error; the buffer is unchanged.
    */
   appendChain(chain: DescriptorChain): ParsedChain {
     const descs = chain.descriptors();
-    const r = descs.find((d) => !d.writable);
-    if (r !== undefined) {
-      throw new VirtioError('ERR_IOVEC_READ_ONLY', `descriptor ${r.index} of chain ${chain.head} is device-readable`, {
-        index: r.index,
-        address: r.addr,
-        length: r.len,
-      });
-    }
+    checkDirection(chain, descs, true);
     const length = totalLength(descs, 0, descs.length, this.#length) - this.#length;
     const slices = sliceAll(chain.memory, descs, 0, descs.length);
     if (this.viewCount + slices.length > this.capacity) {
@@ -231,6 +224,11 @@ export class IoVecBufferMut {
 
   /** Appends the slices' views, marking their pages dirty first. */
   #pushSlices(head: number, slices: readonly VolatileSlice[], length: number): ParsedChain {
+    if (slices.some((s) => s.readOnly)) {
+      throw new VirtioError('ERR_IOVEC_READ_ONLY_MEMORY', `chain ${head} has a device-writable buffer in read-only guest memory`, {
+        index: head,
+      });
+    }
     const views = new Array<Uint8Array>(slices.length);
     for (let i = 0; i < slices.length; i++) views[i] = slices[i].view('write');
     return this.#push(head, views, length);
@@ -289,13 +287,16 @@ export class IoVecBufferMut {
    * Writes all of `buf` at `offset`, or nothing.
    *
    * @throws {VirtioError} `ERR_IOVEC_OUT_OF_BOUNDS` when `offset >= length`;
-   *   `ERR_IOVEC_PARTIAL_BUFFER` (`completed` 0) when `buf` does not fit.
+   *   `ERR_IOVEC_PARTIAL_BUFFER` (`completed` 0) when `buf` does not fit (or, `completed` what was
+   *   written, when the memory behind the buffer was closed).
    */
   writeAllAt(offset: number, buf: Uint8Array): void {
     checkOffset(offset, this.#length);
     validateBuffer(buf);
     if (buf.length > this.#length - offset) throw partial(offset, buf.length, 0);
-    this.writeAt(offset, buf);
+    // Short only when memory behind a view went away (a backend closed mid-request).
+    const n = this.writeAt(offset, buf);
+    if (n !== buf.length) throw partial(offset, buf.length, n);
   }
 
   /** Copies up to `buf.length` bytes from `offset` into `buf` (reads back what was written). */
@@ -323,7 +324,7 @@ export class IoVecBufferMut {
  * header and data out and a status back (virtio-blk, virtio-scsi). The chain is checked whole
  * before either buffer exists; readable after writable is already refused by the chain.
  *
- * @throws {VirtioError} `ERR_IOVEC_OVERFLOW`, or any chain error.
+ * @throws {VirtioError} `ERR_IOVEC_OVERFLOW`, `ERR_IOVEC_READ_ONLY_MEMORY`, or any chain error.
  */
 export function splitChain(chain: DescriptorChain): ReaderWriter {
   const descs = chain.descriptors();
@@ -337,6 +338,17 @@ export function splitChain(chain: DescriptorChain): ReaderWriter {
     reader: IoVecBuffer._fromDescriptors(chain, descs, 0, k),
     writer: IoVecBufferMut._fromDescriptors(chain, descs, k, descs.length),
   };
+}
+
+/** Throws unless every descriptor goes the one way (device-writable or device-readable). */
+function checkDirection(chain: DescriptorChain, descs: readonly Descriptor[], writable: boolean): void {
+  const d = descs.find((x) => x.writable !== writable);
+  if (d === undefined) return;
+  throw new VirtioError(
+    writable ? 'ERR_IOVEC_READ_ONLY' : 'ERR_IOVEC_WRITE_ONLY',
+    `descriptor ${d.index} of chain ${chain.head} is device-${writable ? 'readable' : 'writable'}`,
+    { index: d.index, address: d.addr, length: d.len },
+  );
 }
 
 /** The slices covering the ranges of `descs[from, to)`, in order (ranges re-checked here). */

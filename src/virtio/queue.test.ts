@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { heapBackend } from '../backend/buffer.js';
 import { GuestMemory } from '../memory/guest-memory.js';
+import { GuestMemoryRegion } from '../region/region.js';
 import type { DescriptorChain } from './chain.js';
 import { VirtqueueDriver } from './driver.js';
 import { SplitQueue, VIRTQ_AVAIL_F_NO_INTERRUPT } from './queue.js';
@@ -38,6 +40,16 @@ describe('SplitQueue configuration', () => {
     assert.throws(() => new SplitQueue(mem, { ...ok, usedRing: G(0xff80) }), virtioError('ERR_VIRTQ_RING_ADDRESS', { address: 0xff80, length: 134 }));
     assert.throws(() => new SplitQueue(mem, { ...ok, descTable: G(0x10000) }), virtioError('ERR_VIRTQ_RING_ADDRESS'));
     assert.throws(() => new SplitQueue(mem, { ...ok, availRing: G(0xffe0) }), virtioError('ERR_VIRTQ_RING_ADDRESS', { length: 38 }));
+  });
+
+  test('ERR_VIRTQ_RING_ADDRESS: the used ring, which the device writes, may not be in read-only memory', () => {
+    const rom = GuestMemory.fromRegions([
+      new GuestMemoryRegion(G(0), heapBackend(0x1000), { readOnly: true }),
+      new GuestMemoryRegion(G(0x1000), heapBackend(0x1000)),
+    ]);
+    assert.throws(() => new SplitQueue(rom, ok), virtioError('ERR_VIRTQ_RING_ADDRESS', { address: 0x200 }));
+    assert.equal(new SplitQueue(rom, { ...ok, usedRing: G(0x1000) }).usedRing, 0x1000, 'tables and avail ring may be');
+    assert.throws(() => new SplitQueue(rom, { ...ok, usedRing: G(0xfc0) }), virtioError('ERR_VIRTQ_RING_ADDRESS', { address: 0xfc0 }));
   });
 
   test('ERR_INVALID_ARG: malformed addresses and indices, or no GuestMemory', () => {

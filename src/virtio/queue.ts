@@ -5,6 +5,7 @@
 import { type GuestAddress, isIndex } from '../address/address.js';
 import { hex } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
+import type { GuestMemoryRegion } from '../region/region.js';
 import { DESCRIPTOR_SIZE, DescriptorChain } from './chain.js';
 import { VirtioError } from './errors.js';
 
@@ -54,18 +55,27 @@ export interface SplitQueueConfig {
  * before the available index is read again) a full fence separates them, as the spec's mb().
  *
  * @example
- * const q = new SplitQueue(mem, { size: 256, descTable, availRing, usedRing });
- * for (let chain; (chain = q.pop()); ) {
+ * const mem = GuestMemory.fromRanges([[GuestAddress(0), 0x20000]]);
+ * const driver = new VirtqueueDriver(mem, { size: 16, dataBase: GuestAddress(0x10000), dataSize: 0x10000 });
+ * const q = new SplitQueue(mem, driver.queueConfig());
+ * driver.post([Uint8Array.of(1, 2, 3)], [8]);
+ * for (let chain = q.pop(); chain !== undefined; chain = q.pop()) {
  *   const { reader, writer } = splitChain(chain);
- *   q.addUsed(chain.head, handle(reader, writer));
+ *   q.addUsed(chain.head, writer.writeAt(0, Uint8Array.of(reader.length)));
  * }
- * if (q.needsNotification()) interrupt();
+ * q.needsNotification(); // => true
+ * driver.used(); // => [{ id: 0, len: 1 }]
  */
 export class SplitQueue {
+  /** Number of descriptors. */
   readonly size: number;
+  /** Guest address of the descriptor table. */
   readonly descTable: GuestAddress;
+  /** Guest address of the available ring. */
   readonly availRing: GuestAddress;
+  /** Guest address of the used ring. */
   readonly usedRing: GuestAddress;
+  /** VIRTIO_F_EVENT_IDX is in use. */
   readonly eventIdx: boolean;
   #memory: GuestMemory;
   #lastAvail: number;
@@ -78,7 +88,8 @@ export class SplitQueue {
   #signalledUsed: number;
 
   /**
-   * @throws {VirtioError} `ERR_VIRTQ_SIZE`, `ERR_VIRTQ_ALIGNMENT`, `ERR_VIRTQ_RING_ADDRESS`,
+   * @throws {VirtioError} `ERR_VIRTQ_SIZE`, `ERR_VIRTQ_ALIGNMENT`, `ERR_VIRTQ_RING_ADDRESS` (also
+   *   for a used ring in read-only memory),
    *   `ERR_INVALID_ARG` (an address that is not a safe integer, an index that is not a u16).
    */
   constructor(memory: GuestMemory, config: SplitQueueConfig) {
@@ -241,6 +252,7 @@ export class SplitQueue {
     mem.writeU16LE(this.usedRing, mem.readU16LE(this.usedRing) | VIRTQ_USED_F_NO_NOTIFY);
   }
 
+  /** The queue's size and ring addresses, for messages. */
   toString(): string {
     return `SplitQueue(size ${this.size}, desc ${hex(this.descTable)}, avail ${hex(this.availRing)}, used ${hex(this.usedRing)})`;
   }
@@ -259,16 +271,26 @@ export class SplitQueue {
       [this.usedRing, 6 + 8 * this.size, 'used ring'],
     ];
     for (const [addr, length, what] of rings) {
-      if (!memory.rangeInMemory(addr, length)) {
+      if (!memory.rangeInMemory(addr, length) || (addr === this.usedRing && !writable(memory, addr, length))) {
         throw new VirtioError(
           'ERR_VIRTQ_RING_ADDRESS',
-          `the ${what} [${hex(addr)}, ${hex(addr + length)}) is not all guest memory`,
+          `the ${what} [${hex(addr)}, ${hex(addr + length)}) is not all ${addr === this.usedRing ? 'writable ' : ''}guest memory`,
           { address: addr, length },
         );
       }
     }
     return memory;
   }
+}
+
+/** True when no byte of `[addr, addr + length)` (all memory) lies in a read-only region. */
+function writable(memory: GuestMemory, addr: number, length: number): boolean {
+  for (let cur = addr; cur < addr + length; ) {
+    const r = memory.findRegion(cur as GuestAddress) as GuestMemoryRegion;
+    if (r.readOnly) return false;
+    cur = r.end;
+  }
+  return true;
 }
 
 const FENCE = new Int32Array(new SharedArrayBuffer(4));

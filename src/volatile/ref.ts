@@ -9,6 +9,7 @@ import type { VolatileSlice } from './slice.js';
  */
 export class VolatileRef<T, W = T> {
   readonly #slice: VolatileSlice;
+  /** The type of the value. */
   readonly type: ValueType<T, W>;
 
   /** @internal Use {@link VolatileSlice.getRef}. */
@@ -17,6 +18,7 @@ export class VolatileRef<T, W = T> {
     this.type = type;
   }
 
+  /** Reads the value. */
   load(): T {
     return this.#slice.readValue(this.type, 0);
   }
@@ -30,7 +32,9 @@ export class VolatileRef<T, W = T> {
 /** `length` consecutive typed values in memory. */
 export class VolatileArrayRef<T, W = T> {
   readonly #slice: VolatileSlice;
+  /** The type of each value. */
   readonly type: ValueType<T, W>;
+  /** How many values there are. */
   readonly length: number;
 
   /** @internal Use {@link VolatileSlice.getArrayRef}. */
