@@ -20,6 +20,7 @@ export const MAX_BLK_QUEUES = 16;
  * event-idx driver is interrupted once per batch.
  */
 export class VhostUserBlkDevice implements VhostUserDevice {
+  /** The virtio-blk request handler, over the image. */
   readonly blk: VirtioBlk;
   readonly maxQueues: number;
   readonly features: bigint;

@@ -25,7 +25,9 @@ export type VhostUserErrorCode =
 
 /** Facts a {@link VhostUserError} may carry beyond those of every guestmem error. */
 export interface VhostUserErrorDetails extends ErrorDetails {
+  /** The errno's name, for a failed system call. */
   errno?: string | undefined;
+  /** The system call that failed. */
   syscall?: string | undefined;
   /** The vhost-user request number the error is about. */
   request?: number | undefined;

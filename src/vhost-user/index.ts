@@ -10,6 +10,7 @@
  */
 export { VhostUserError, type VhostUserErrorCode, type VhostUserErrorDetails } from './errors.js';
 export type { QueueNotifier, VhostUserDevice } from './device.js';
+export { MAX_BLK_QUEUES, VhostUserBlkDevice, type VhostUserBlkOptions } from './blk-device.js';
 export { VhostUserLog } from './log.js';
 export { type MemoryRegionDescription, VhostUserMemoryTable } from './memory.js';
 export { bit, Feature, ProtocolFeature, Request, requestName } from './protocol.js';

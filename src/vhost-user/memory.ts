@@ -151,6 +151,7 @@ export class VhostUserMemoryTable implements Disposable {
     for (const b of this.#backends) b.close();
   }
 
+  /** Same as {@link VhostUserMemoryTable.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

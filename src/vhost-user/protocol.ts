@@ -6,26 +6,47 @@
 
 /** Front-end requests, by their wire numbers. */
 export const Request = Object.freeze({
+  /** The virtio features the back-end offers (reply: u64). */
   GET_FEATURES: 1,
+  /** The features the front-end acknowledges (u64). */
   SET_FEATURES: 2,
+  /** The front-end takes the session (no payload). */
   SET_OWNER: 3,
+  /** Deprecated: forget the session's state. */
   RESET_OWNER: 4,
+  /** The guest's memory regions, one fd each. */
   SET_MEM_TABLE: 5,
+  /** The dirty log's shared memory (size, offset; one fd; reply: u64 0). */
   SET_LOG_BASE: 6,
+  /** An eventfd for dirty-log sync notifications. */
   SET_LOG_FD: 7,
+  /** A vring's size (vring state). */
   SET_VRING_NUM: 8,
+  /** A vring's ring addresses, in the front-end's virtual addresses. */
   SET_VRING_ADDR: 9,
+  /** The next available index a vring starts at (vring state). */
   SET_VRING_BASE: 10,
+  /** Stops a vring (reply: the next available index). */
   GET_VRING_BASE: 11,
+  /** The eventfd the driver kicks a vring with. */
   SET_VRING_KICK: 12,
+  /** The eventfd the back-end signals completions with. */
   SET_VRING_CALL: 13,
+  /** The eventfd the back-end signals a vring error with. */
   SET_VRING_ERR: 14,
+  /** The protocol features the back-end offers (reply: u64). */
   GET_PROTOCOL_FEATURES: 15,
+  /** The protocol features the front-end acknowledges (u64). */
   SET_PROTOCOL_FEATURES: 16,
+  /** How many queues the device has (reply: u64; needs MQ). */
   GET_QUEUE_NUM: 17,
+  /** Enables or disables a vring (vring state; needs protocol features). */
   SET_VRING_ENABLE: 18,
+  /** Reads the device's config space (reply: the same header and the bytes; needs CONFIG). */
   GET_CONFIG: 24,
+  /** Writes the device's config space (needs CONFIG). */
   SET_CONFIG: 25,
+  /** Stops every vring and forgets the negotiation (needs RESET_DEVICE). */
   RESET_DEVICE: 34,
 });
 
@@ -71,10 +92,15 @@ export const Feature = Object.freeze({
 
 /** vhost-user protocol feature bits. */
 export const ProtocolFeature = Object.freeze({
+  /** GET_QUEUE_NUM and several queues. */
   MQ: 0n,
+  /** The dirty log comes as shared memory (SET_LOG_BASE with an fd). */
   LOG_SHMFD: 1n,
+  /** Messages with NEED_REPLY get a u64 status reply. */
   REPLY_ACK: 3n,
+  /** GET_CONFIG and SET_CONFIG (QEMU requires it of vhost-user-blk). */
   CONFIG: 9n,
+  /** The RESET_DEVICE request. */
   RESET_DEVICE: 13n,
 });
 

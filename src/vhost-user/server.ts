@@ -86,6 +86,7 @@ export class VhostUserServer implements Disposable {
     }
   }
 
+  /** Same as {@link VhostUserServer.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

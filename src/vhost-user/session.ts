@@ -177,6 +177,7 @@ export class VhostUserSession implements Disposable {
     this.#options.onClose?.(error);
   }
 
+  /** Same as {@link VhostUserSession.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

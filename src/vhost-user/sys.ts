@@ -46,7 +46,14 @@ const errors = getSystemErrorMap();
 export const MAX_FDS = 32;
 
 /** Readiness events of {@link watch}, as libuv numbers them. */
-export const Readiness = Object.freeze({ READABLE: 1, WRITABLE: 2, DISCONNECT: 4 });
+export const Readiness = Object.freeze({
+  /** Data (or a connection, or end of stream) is waiting. */
+  READABLE: 1,
+  /** A write would not block. */
+  WRITABLE: 2,
+  /** The peer hung up. */
+  DISCONNECT: 4,
+});
 
 /** The errno name (`'EAGAIN'`) of a positive errno number. */
 export function errnoName(errno: number): string {
@@ -195,6 +202,7 @@ export class FdWatcher implements Disposable {
     this.#handle = undefined;
   }
 
+  /** Same as {@link FdWatcher.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
