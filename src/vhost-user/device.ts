@@ -11,7 +11,7 @@ export interface QueueNotifier {
  * session does the protocol (features, memory, vrings, config messages, the log); the device
  * serves its queues and its config space.
  *
- * Calls come on the event loop, one at a time. Errors a device throws from {@link kick} stop that
+ * Calls come on the event loop, one at a time. Errors a device throws from {@link VhostUserDevice.kick} stop that
  * queue and signal its error eventfd; errors from the other calls end the connection.
  */
 export interface VhostUserDevice {
@@ -23,9 +23,9 @@ export interface VhostUserDevice {
   readConfig(offset: number, length: number): Uint8Array;
   /** A write of the driver to the config space. */
   writeConfig(offset: number, data: Uint8Array): void;
-  /** The features the front-end acknowledged (a subset of {@link features} and transport bits). */
+  /** The features the front-end acknowledged (a subset of {@link VhostUserDevice.features} and transport bits). */
   setFeatures(features: bigint): void;
-  /** Queue `index` is ready: serve it until {@link stopQueue}. */
+  /** Queue `index` is ready: serve it until {@link VhostUserDevice.stopQueue}. */
   startQueue(index: number, queue: SplitQueue, notifier: QueueNotifier): void;
   /** The driver kicked queue `index` (also called once right after it starts). */
   kick(index: number): void;
