@@ -1,7 +1,6 @@
 import type { Bitmap } from '../bitmap/bitmap.js';
 import { hex } from '../errors.js';
-import { MmapBackend } from '../mmap/backend.js';
-import { MAX_CHUNK_SIZE } from '../mmap/backend.js';
+import { MAX_CHUNK_SIZE, MmapBackend } from '../mmap/backend.js';
 import { VhostUserError } from './errors.js';
 import { LOG_PAGE_SIZE } from './protocol.js';
 

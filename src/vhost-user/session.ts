@@ -55,9 +55,8 @@ interface Message {
 class Vring implements QueueNotifier {
   size = 0;
   base = 0;
-  /** Front-end virtual addresses of the rings, and the guest addresses they translate to. */
-  user: { desc: bigint; avail: bigint; used: bigint } | undefined;
-  flags = 0;
+  /** Front-end virtual addresses of the rings. */
+  user: RingAddresses | undefined;
   kickFd: number | undefined;
   callFd: number | undefined;
   errFd: number | undefined;
@@ -85,7 +84,8 @@ class Vring implements QueueNotifier {
  * A front-end that breaks the protocol (a malformed message, wrong descriptor counts, a memory
  * table that overlaps or does not map, rings outside it, features it was not offered) ends the
  * session with a {@link VhostUserError}: every fd and mapping is released, the device is reset,
- * and `onClose` says why. Nothing is half-applied: a refused message changes no state.
+ * and `onClose` says why. A device failing on a queue (a guest that broke its ring) stops only that
+ * queue and signals its error eventfd.
  */
 export class VhostUserSession implements Disposable {
   readonly #fd: number;
@@ -102,7 +102,7 @@ export class VhostUserSession implements Disposable {
   // Framing state: a header being read, then its payload.
   readonly #header = new Uint8Array(HEADER_SIZE);
   readonly #headerView = new DataView(this.#header.buffer);
-  #payload = new Uint8Array(MAX_PAYLOAD);
+  readonly #payload = new Uint8Array(MAX_PAYLOAD);
   #got = 0;
   #size = -1;
   #fds: number[] = [];
@@ -479,9 +479,7 @@ export class VhostUserSession implements Disposable {
     // Running queues move to the new memory; every ring must still be in it.
     try {
       for (const vring of this.#vrings) {
-        if (vring.user !== undefined) {
-          translateRings(table, vring);
-        }
+        if (vring.user !== undefined) translateRings(table, vring.size, vring.user);
       }
       for (const vring of this.#vrings) vring.queue?.setMemory(table.memory);
     } catch (e) {
@@ -497,6 +495,8 @@ export class VhostUserSession implements Disposable {
     const p = msg.payload;
     const vring = this.#vring(msg, p.getUint32(0, true));
     const flags = p.getUint32(4, true);
+    // VRING_F_LOG needs nothing of its own: used-ring writes are logged through the region
+    // bitmaps like every other write to guest memory.
     if ((flags & ~VRING_F_LOG) !== 0) throw vringError(msg, `unknown vring flags ${hex(flags)}`);
     const user = { desc: p.getBigUint64(8, true), used: p.getBigUint64(16, true), avail: p.getBigUint64(24, true) };
     if (vring.size === 0) throw stateError(msg, 'SET_VRING_ADDR before SET_VRING_NUM');
@@ -507,12 +507,10 @@ export class VhostUserSession implements Disposable {
       if (u === undefined || u.desc !== user.desc || u.used !== user.used || u.avail !== user.avail) {
         throw stateError(msg, 'the rings of a running vring cannot move');
       }
-      vring.flags = flags;
       return;
     }
-    translateRings(this.#table, { size: vring.size, user });
+    translateRings(this.#table, vring.size, user);
     vring.user = user;
-    vring.flags = flags;
   }
 
   #setVringFd(msg: Message): void {
@@ -552,9 +550,9 @@ export class VhostUserSession implements Disposable {
   #maybeStart(index: number): void {
     const vring = this.#vrings[index];
     const table = this.#table;
-    if (vring.queue !== undefined || !vring.enabled || vring.kickFd === undefined || vring.user === undefined) return;
-    if (table === undefined) return;
-    const rings = translateRings(table, vring);
+    if (vring.queue !== undefined || !vring.enabled || vring.kickFd === undefined) return;
+    if (vring.user === undefined || table === undefined) return;
+    const rings = translateRings(table, vring.size, vring.user);
     let queue: SplitQueue;
     try {
       queue = new SplitQueue(table.memory, {
@@ -611,7 +609,7 @@ export class VhostUserSession implements Disposable {
     this.#vrings.forEach((vring, i) => {
       this.#stopVring(i);
       vring.closeFds();
-      vring.size = vring.base = vring.flags = 0;
+      vring.size = vring.base = 0;
       vring.user = undefined;
       vring.enabled = false;
     });
@@ -622,16 +620,19 @@ export class VhostUserSession implements Disposable {
   }
 }
 
+/** A vring's ring addresses, in the front-end's virtual addresses. */
+interface RingAddresses {
+  desc: bigint;
+  avail: bigint;
+  used: bigint;
+}
+
 /** The guest addresses of a vring's rings; each must lie inside one region. */
-function translateRings(
-  table: VhostUserMemoryTable,
-  vring: { size: number; user: { desc: bigint; avail: bigint; used: bigint } | undefined },
-) {
-  const u = vring.user as { desc: bigint; avail: bigint; used: bigint };
+function translateRings(table: VhostUserMemoryTable, size: number, user: RingAddresses) {
   return {
-    desc: table.translate(u.desc, 16 * vring.size),
-    avail: table.translate(u.avail, 6 + 2 * vring.size),
-    used: table.translate(u.used, 6 + 8 * vring.size),
+    desc: table.translate(user.desc, 16 * size),
+    avail: table.translate(user.avail, 6 + 2 * size),
+    used: table.translate(user.used, 6 + 8 * size),
   };
 }
 
@@ -675,5 +676,8 @@ function asVhostUserError(e: unknown, request?: number): VhostUserError {
   if (e instanceof VhostUserError) return e;
   const what = request === undefined ? '' : `${requestName(request)}: `;
   const code = e instanceof GuestmemError ? ` (${e.code})` : '';
-  return new VhostUserError('ERR_VHOST_USER_STATE', `${what}${(e as Error)?.message ?? String(e)}${code}`, { request, cause: e });
+  return new VhostUserError('ERR_VHOST_USER_STATE', `${what}${(e as Error)?.message ?? String(e)}${code}`, {
+    request,
+    cause: e,
+  });
 }

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -12,7 +12,6 @@ import {
   eventfd,
   eventfdRead,
   eventfdWrite,
-  isOpenFd,
   listenUnix,
   Readiness,
   recvMsg,
@@ -183,7 +182,7 @@ describe('eventfds and watchers', () => {
     const fd = openSync(path, 'r');
     try {
       rejects(() => watch(fd, Readiness.READABLE, () => {}), 'ERR_VHOST_USER_SYSTEM', 'EPERM');
-      assert.ok(isOpenFd(fd));
+      assert.ok(fstatSync(fd).isFile(), 'the fd stays open');
     } finally {
       closeSync(fd);
     }

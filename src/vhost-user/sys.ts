@@ -4,7 +4,7 @@
  * descriptor made here is non-blocking and close-on-exec. Failures become
  * {@link VhostUserError}s carrying the errno's name.
  */
-import { closeSync, fstatSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
 import { native as binding } from '../mmap/native.js';
 import { VhostUserError } from './errors.js';
@@ -64,6 +64,7 @@ function sys<T>(what: string, fn: () => T): T {
   try {
     return fn();
   } catch (e) {
+    if (e instanceof VhostUserError) throw e; // an argument check of this module
     const err = e as { errno?: unknown; syscall?: unknown; message?: unknown };
     if (typeof err.errno === 'number') {
       const name = errnoName(err.errno);
@@ -88,20 +89,20 @@ function checkBytes(bytes: unknown): Uint8Array {
   throw new VhostUserError('ERR_VHOST_USER_INVALID_ARG', 'bytes must be a non-empty Uint8Array');
 }
 
+/** An AF_UNIX path fits `sun_path` (108 bytes with its NUL, less one for the kernel's checks). */
+function checkPath(path: unknown): string {
+  if (typeof path === 'string' && path.length > 0 && Buffer.byteLength(path) <= 106 && !path.includes('\0')) return path;
+  throw new VhostUserError('ERR_VHOST_USER_INVALID_ARG', `socket path must be 1 to 106 bytes without NUL: ${String(path)}`);
+}
+
 /** A listening AF_UNIX stream socket bound to `path` (which must not exist yet). */
 export function listenUnix(path: string, backlog = 16): number {
-  if (typeof path !== 'string' || path.length === 0 || Buffer.byteLength(path) > 106 || path.includes('\0')) {
-    throw new VhostUserError('ERR_VHOST_USER_INVALID_ARG', `socket path must be 1 to 106 bytes without NUL: ${String(path)}`);
-  }
-  return sys(`listen on ${path}`, () => native.unixListen(path, backlog));
+  return sys(`listen on ${path}`, () => native.unixListen(checkPath(path), backlog));
 }
 
 /** A socket connected to the AF_UNIX stream socket at `path`. */
 export function connectUnix(path: string): number {
-  if (typeof path !== 'string' || path.length === 0 || Buffer.byteLength(path) > 106 || path.includes('\0')) {
-    throw new VhostUserError('ERR_VHOST_USER_INVALID_ARG', `socket path must be 1 to 106 bytes without NUL: ${String(path)}`);
-  }
-  return sys(`connect to ${path}`, () => native.unixConnect(path));
+  return sys(`connect to ${path}`, () => native.unixConnect(checkPath(path)));
 }
 
 /** The next waiting connection on a listening socket, or undefined when none waits. */
@@ -214,14 +215,4 @@ export function closeFd(fd: number | undefined): void {
   try {
     closeSync(fd);
   } catch {}
-}
-
-/** True when `fd` is open (for tests of descriptor ownership). */
-export function isOpenFd(fd: number): boolean {
-  try {
-    fstatSync(fd);
-    return true;
-  } catch {
-    return false;
-  }
 }
