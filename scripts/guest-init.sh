@@ -16,7 +16,7 @@ done
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
 [ -b /dev/vda ] || { echo "GUESTMEM: no /dev/vda"; reboot -f; }
-echo "GUESTMEM: start workload=$workload size=$(cat /sys/block/vda/size)"
+echo "GUESTMEM: start workload=$workload size=$(cat /sys/block/vda/size) queues=$(ls /sys/block/vda/mq | wc -l)"
 
 # Nanoseconds of monotonic time (busybox date has no %N).
 now_ns() { awk '/^now at/ { print $3; exit }' /proc/timer_list; }

@@ -45,12 +45,14 @@ describe('a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
     assert.doesNotMatch(backend.output(), /connection dropped|stopped/);
   });
 
-  test('makes an ext2 file system, writes files, remounts and reads them back', async () => {
+
+  test('with 2 vCPUs on 2 queues: makes an ext2 file system, writes files, remounts and reads them back', async () => {
     const image = freshImage('fs.img', 64);
     const socket = join(dir, 'fs.sock');
-    const backend = await startBackend('guestmem', socket, image);
-    const run = await bootGuest(socket, 'fs').finally(() => backend.stop());
+    const backend = await startBackend('guestmem', socket, image, 2);
+    const run = await bootGuest(socket, 'fs', { smp: 2, queues: 2 }).finally(() => backend.stop());
     assert.equal(run.results.at(-1), 'done errors=0', run.console.slice(-3000));
+    assert.ok(run.results[0].endsWith(' queues=2'), `the guest's disk has 2 queues: ${run.results[0]}`);
     assert.ok(run.results.includes('fs files=8 same_after_remount=yes'), run.results.join('\n'));
     const sums = run.results.find((l) => l.startsWith('fs sums '))?.slice(8).trim().split(' ');
     const expected = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => sha256(pattern(`guestmem fs file ${n}`, n * 300_000)));
@@ -61,5 +63,7 @@ describe('a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
     const cat = spawnSync('debugfs', ['-R', 'cat /d/f3', image], { encoding: 'buffer' });
     if (cat.error === undefined) assert.equal(sha256(cat.stdout), expected[2]);
     else assert.equal(readFileSync(image).readUInt16LE(1024 + 56), 0xef53, 'an ext2 superblock');
+    assert.match(backend.output(), /2 queues/);
+    assert.doesNotMatch(backend.output(), /connection dropped|stopped/);
   });
 });

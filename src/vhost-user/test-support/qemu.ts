@@ -57,11 +57,13 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
-/** Starts a back-end serving `image` on `socket` and waits until it listens. */
-export async function startBackend(kind: Backend['kind'], socket: string, image: string): Promise<Backend> {
+/** Starts a back-end serving `image` on `socket` (with `queues` request queues) and waits until it listens. */
+export async function startBackend(kind: Backend['kind'], socket: string, image: string, queues = 1): Promise<Backend> {
   const child =
     kind === 'guestmem'
-      ? spawn(process.execPath, [CLI, '--socket', socket, '--image', image], { stdio: ['ignore', 'pipe', 'pipe'] })
+      ? spawn(process.execPath, [CLI, '--socket', socket, '--image', image, '--queues', String(queues)], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
       : spawn(
           'qemu-storage-daemon',
           [
@@ -103,20 +105,30 @@ export interface GuestRun {
   readonly seconds: number;
 }
 
+/** Options of {@link bootGuest}. */
+export interface BootOptions {
+  /** vCPUs (default 1). */
+  smp?: number;
+  /** Request queues of the vhost-user-blk device (default 1). */
+  queues?: number;
+  timeoutMs?: number;
+}
+
 /** Boots the guest on the vhost-user-blk socket with `workload` and waits for it to power off. */
-export async function bootGuest(socket: string, workload: 'pattern' | 'fs' | 'bench', timeoutMs = 180_000): Promise<GuestRun> {
+export async function bootGuest(socket: string, workload: 'pattern' | 'fs' | 'bench', options: BootOptions = {}): Promise<GuestRun> {
+  const { smp = 1, queues = 1, timeoutMs = 180_000 } = options;
   const t0 = performance.now();
   const qemu = spawn(
     'qemu-system-x86_64',
     [
       '-M', 'pc,memory-backend=mem',
       '-object', 'memory-backend-memfd,id=mem,size=256M,share=on',
-      '-m', '256M', '-smp', '1',
+      '-m', '256M', '-smp', String(smp),
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
       '-kernel', `${GUEST_DIR}/vmlinuz`, '-initrd', `${GUEST_DIR}/initrd.img`,
       '-append', `console=ttyS0 reboot=k panic=-1 quiet guestmem.workload=${workload}`,
       '-chardev', `socket,id=vub,path=${socket}`,
-      '-device', 'vhost-user-blk-pci,chardev=vub',
+      '-device', `vhost-user-blk-pci,chardev=vub,num-queues=${queues}`,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
