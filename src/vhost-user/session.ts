@@ -5,27 +5,22 @@ import type { QueueNotifier, VhostUserDevice } from './device.js';
 import { VhostUserError } from './errors.js';
 import { VhostUserLog } from './log.js';
 import { readRegion, VhostUserMemoryTable } from './memory.js';
+import { expectPayload, type Message, MessageReader, sendReply } from './framing.js';
 import {
   bit,
   Feature,
   FLAG_NEED_REPLY,
-  FLAG_REPLY,
-  FLAG_VERSION_MASK,
-  HEADER_SIZE,
   MAX_CONFIG_SIZE,
   MAX_MEM_REGIONS,
-  MAX_MESSAGE_FDS,
-  MAX_PAYLOAD,
   PayloadSize,
   ProtocolFeature,
   Request,
   requestName,
-  VERSION,
   VRING_F_LOG,
   VRING_IDX_MASK,
   VRING_NOFD_MASK,
 } from './protocol.js';
-import { closeFd, eventfdRead, eventfdWrite, type FdWatcher, Readiness, recvMsg, sendMsg, watch } from './sys.js';
+import { closeFd, eventfdRead, eventfdWrite, type FdWatcher, Readiness, watch } from './sys.js';
 
 /** Protocol features this session implements. */
 export const PROTOCOL_FEATURES: bigint =
@@ -41,14 +36,6 @@ export interface SessionOptions {
   onClose?: ((error: VhostUserError | undefined) => void) | undefined;
   /** Called when a queue stopped because the device failed on it (a broken ring, say). */
   onQueueError?: ((index: number, error: unknown) => void) | undefined;
-}
-
-/** One received message; the handler takes the descriptors it keeps out of `fds`. */
-interface Message {
-  readonly request: number;
-  readonly flags: number;
-  readonly payload: DataView;
-  readonly fds: number[];
 }
 
 /** Everything the front-end told about one vring. */
@@ -99,13 +86,7 @@ export class VhostUserSession implements Disposable {
   #protocol = 0n;
   #logFd: number | undefined;
   #closed = false;
-  // Framing state: a header being read, then its payload.
-  readonly #header = new Uint8Array(HEADER_SIZE);
-  readonly #headerView = new DataView(this.#header.buffer);
-  readonly #payload = new Uint8Array(MAX_PAYLOAD);
-  #got = 0;
-  #size = -1;
-  #fds: number[] = [];
+  readonly #reader: MessageReader;
 
   /**
    * Serves the connected socket `fd`, which the session owns from now on (closed at the end).
@@ -118,6 +99,7 @@ export class VhostUserSession implements Disposable {
     this.#device = device;
     this.#options = options;
     this.#vrings = Array.from({ length: device.maxQueues }, () => new Vring());
+    this.#reader = new MessageReader(fd);
     try {
       this.#watcher = watch(fd, Readiness.READABLE | Readiness.DISCONNECT, () => this.#onReadable());
     } catch (e) {
@@ -172,8 +154,7 @@ export class VhostUserSession implements Disposable {
     this.#log.close();
     this.#table?.close();
     this.#table = undefined;
-    for (const fd of this.#fds) closeFd(fd);
-    this.#fds = [];
+    this.#reader.close();
     this.#options.onClose?.(error);
   }
 
@@ -182,11 +163,16 @@ export class VhostUserSession implements Disposable {
     this.close();
   }
 
-  // ---- framing ----
+  // ---- messages ----
 
   #onReadable(): void {
     this.#guard(() => {
-      while (!this.#closed && this.#readSome()) {}
+      while (!this.#closed) {
+        const msg = this.#reader.next();
+        if (msg === undefined) return;
+        if (msg === null) return this.close();
+        this.#dispatch(msg);
+      }
     });
   }
 
@@ -199,52 +185,8 @@ export class VhostUserSession implements Disposable {
     }
   }
 
-  /** Reads what is waiting into the current header or payload; false when nothing is left. */
-  #readSome(): boolean {
-    const inHeader = this.#size < 0;
-    const target = inHeader ? this.#header.subarray(this.#got) : this.#payload.subarray(this.#got, this.#size);
-    const r = recvMsg(this.#fd, target, MAX_MESSAGE_FDS - this.#fds.length);
-    if (r === undefined) return false;
-    this.#fds.push(...r.fds);
-    if (r.truncated) {
-      throw new VhostUserError('ERR_VHOST_USER_FDS', `a message came with more than ${MAX_MESSAGE_FDS} fds`);
-    }
-    if (r.bytes === 0) {
-      if (this.#got !== 0 || this.#size >= 0) {
-        throw new VhostUserError('ERR_VHOST_USER_MESSAGE', 'the front-end hung up in the middle of a message');
-      }
-      this.close();
-      return false;
-    }
-    this.#got += r.bytes;
-    if (inHeader && this.#got === HEADER_SIZE) {
-      const flags = this.#headerView.getUint32(4, true);
-      const size = this.#headerView.getUint32(8, true);
-      const request = this.#headerView.getUint32(0, true);
-      if ((flags & FLAG_VERSION_MASK) !== VERSION || (flags & FLAG_REPLY) !== 0) {
-        throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(request)}: bad flags ${hex(flags)}`, { request });
-      }
-      if (size > MAX_PAYLOAD) {
-        throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(request)}: payload of ${size} bytes is too large`, {
-          request,
-          length: size,
-        });
-      }
-      this.#size = size;
-      this.#got = 0;
-    }
-    if (this.#size >= 0 && this.#got === this.#size) this.#dispatch();
-    return true;
-  }
-
-  #dispatch(): void {
-    const request = this.#headerView.getUint32(0, true);
-    const flags = this.#headerView.getUint32(4, true);
-    const payload = new DataView(this.#payload.slice(0, this.#size).buffer);
-    const msg: Message = { request, flags, payload, fds: this.#fds };
-    this.#fds = [];
-    this.#size = -1;
-    this.#got = 0;
+  #dispatch(msg: Message): void {
+    const { request, flags } = msg;
     try {
       const replied = this.#handle(msg);
       if (!replied && (flags & FLAG_NEED_REPLY) !== 0 && this.#has(ProtocolFeature.REPLY_ACK)) {
@@ -264,20 +206,7 @@ export class VhostUserSession implements Disposable {
   }
 
   #reply(request: number, payload: Uint8Array): void {
-    const bytes = new Uint8Array(HEADER_SIZE + payload.length);
-    const v = new DataView(bytes.buffer);
-    v.setUint32(0, request, true);
-    v.setUint32(4, VERSION | FLAG_REPLY, true);
-    v.setUint32(8, payload.length, true);
-    bytes.set(payload, HEADER_SIZE);
-    const n = sendMsg(this.#fd, bytes);
-    if (n !== bytes.length) {
-      throw new VhostUserError('ERR_VHOST_USER_SYSTEM', `the reply to ${requestName(request)} did not fit the socket`, {
-        request,
-        errno: 'EAGAIN',
-        syscall: 'sendmsg',
-      });
-    }
+    sendReply(this.#fd, request, payload);
   }
 
   #replyU64(request: number, value: bigint): void {
@@ -297,11 +226,11 @@ export class VhostUserSession implements Disposable {
     const R = Request;
     switch (msg.request) {
       case R.GET_FEATURES:
-        expect(msg, 0, 0);
+        expectPayload(msg, 0, 0);
         this.#replyU64(msg.request, this.offeredFeatures);
         return true;
       case R.SET_FEATURES: {
-        expect(msg, 8, 0);
+        expectPayload(msg, 8, 0);
         const features = msg.payload.getBigUint64(0, true);
         const extra = features & ~this.offeredFeatures;
         if (extra !== 0n) throw stateError(msg, `features ${hex(extra)} were not offered`);
@@ -311,23 +240,23 @@ export class VhostUserSession implements Disposable {
         return false;
       }
       case R.SET_OWNER:
-        expect(msg, 0, 0); // one connection is one owner: nothing to record
+        expectPayload(msg, 0, 0); // one connection is one owner: nothing to record
         return false;
       case R.RESET_OWNER:
-        expect(msg, 0, 0);
+        expectPayload(msg, 0, 0);
         this.#resetState();
         return false;
       case R.RESET_DEVICE:
-        expect(msg, 0, 0);
+        expectPayload(msg, 0, 0);
         this.#need(msg, ProtocolFeature.RESET_DEVICE);
         this.#resetState(true);
         return false;
       case R.GET_PROTOCOL_FEATURES:
-        expect(msg, 0, 0);
+        expectPayload(msg, 0, 0);
         this.#replyU64(msg.request, PROTOCOL_FEATURES);
         return true;
       case R.SET_PROTOCOL_FEATURES: {
-        expect(msg, 8, 0);
+        expectPayload(msg, 8, 0);
         const features = msg.payload.getBigUint64(0, true);
         const extra = features & ~PROTOCOL_FEATURES;
         if (extra !== 0n) throw stateError(msg, `protocol features ${hex(extra)} were not offered`);
@@ -335,7 +264,7 @@ export class VhostUserSession implements Disposable {
         return false;
       }
       case R.GET_QUEUE_NUM:
-        expect(msg, 0, 0);
+        expectPayload(msg, 0, 0);
         this.#need(msg, ProtocolFeature.MQ);
         this.#replyU64(msg.request, BigInt(this.#device.maxQueues));
         return true;
@@ -343,7 +272,7 @@ export class VhostUserSession implements Disposable {
         this.#setMemTable(msg);
         return false;
       case R.SET_LOG_BASE: {
-        expect(msg, PayloadSize.LOG, 1);
+        expectPayload(msg, PayloadSize.LOG, 1);
         this.#need(msg, ProtocolFeature.LOG_SHMFD);
         const size = safeU64(msg, 0, 'log size');
         const offset = safeU64(msg, 8, 'log offset');
@@ -352,7 +281,7 @@ export class VhostUserSession implements Disposable {
         return true;
       }
       case R.SET_LOG_FD:
-        expect(msg, msg.payload.byteLength === 8 ? 8 : 0, 1);
+        expectPayload(msg, msg.payload.byteLength === 8 ? 8 : 0, 1);
         closeFd(this.#logFd);
         this.#logFd = msg.fds.shift();
         return false;
@@ -435,7 +364,7 @@ export class VhostUserSession implements Disposable {
 
   /** A vring state payload (index, num): the vring and num. */
   #state(msg: Message): [Vring, number] {
-    expect(msg, PayloadSize.VRING_STATE, 0);
+    expectPayload(msg, PayloadSize.VRING_STATE, 0);
     return [this.#vring(msg, msg.payload.getUint32(0, true)), msg.payload.getUint32(4, true)];
   }
 
@@ -449,7 +378,7 @@ export class VhostUserSession implements Disposable {
 
   #config(msg: Message): [number, number] {
     this.#need(msg, ProtocolFeature.CONFIG);
-    if (msg.payload.byteLength < PayloadSize.CONFIG_HEADER) expect(msg, PayloadSize.CONFIG_HEADER, 0);
+    if (msg.payload.byteLength < PayloadSize.CONFIG_HEADER) expectPayload(msg, PayloadSize.CONFIG_HEADER, 0);
     const offset = msg.payload.getUint32(0, true);
     const size = msg.payload.getUint32(4, true);
     if (size > MAX_CONFIG_SIZE || offset + size > MAX_CONFIG_SIZE) {
@@ -459,19 +388,19 @@ export class VhostUserSession implements Disposable {
         length: size,
       });
     }
-    expect(msg, PayloadSize.CONFIG_HEADER + size, 0);
+    expectPayload(msg, PayloadSize.CONFIG_HEADER + size, 0);
     return [offset, size];
   }
 
   #setMemTable(msg: Message): void {
-    if (msg.payload.byteLength < PayloadSize.MEM_TABLE_HEADER) expect(msg, PayloadSize.MEM_TABLE_HEADER, 0);
+    if (msg.payload.byteLength < PayloadSize.MEM_TABLE_HEADER) expectPayload(msg, PayloadSize.MEM_TABLE_HEADER, 0);
     const n = msg.payload.getUint32(0, true);
     if (n === 0 || n > MAX_MEM_REGIONS) {
       throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `a memory table has 1 to ${MAX_MEM_REGIONS} regions, not ${n}`, {
         request: msg.request,
       });
     }
-    expect(msg, PayloadSize.MEM_TABLE_HEADER + n * PayloadSize.MEM_REGION, n);
+    expectPayload(msg, PayloadSize.MEM_TABLE_HEADER + n * PayloadSize.MEM_REGION, n);
     const regions = Array.from({ length: n }, (_, i) =>
       readRegion(msg.payload, PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION),
     );
@@ -491,7 +420,7 @@ export class VhostUserSession implements Disposable {
   }
 
   #setVringAddr(msg: Message): void {
-    expect(msg, PayloadSize.VRING_ADDR, 0);
+    expectPayload(msg, PayloadSize.VRING_ADDR, 0);
     const p = msg.payload;
     const vring = this.#vring(msg, p.getUint32(0, true));
     const flags = p.getUint32(4, true);
@@ -514,7 +443,7 @@ export class VhostUserSession implements Disposable {
   }
 
   #setVringFd(msg: Message): void {
-    expect(msg, PayloadSize.U64, -1);
+    expectPayload(msg, PayloadSize.U64, -1);
     const value = msg.payload.getBigUint64(0, true);
     if ((value & ~(VRING_IDX_MASK | VRING_NOFD_MASK)) !== 0n) {
       throw new VhostUserError('ERR_VHOST_USER_MESSAGE', `${requestName(msg.request)}: bad payload ${hex(value)}`, {
@@ -524,7 +453,7 @@ export class VhostUserSession implements Disposable {
     const index = Number(value & VRING_IDX_MASK);
     const vring = this.#vring(msg, index);
     const noFd = (value & VRING_NOFD_MASK) !== 0n;
-    expect(msg, PayloadSize.U64, noFd ? 0 : 1);
+    expectPayload(msg, PayloadSize.U64, noFd ? 0 : 1);
     const fd = noFd ? undefined : msg.fds.shift();
     if (msg.request === Request.SET_VRING_KICK) {
       if (fd === undefined) throw stateError(msg, 'vrings without a kick eventfd (polling) are not supported');
@@ -634,24 +563,6 @@ function translateRings(table: VhostUserMemoryTable, size: number, user: RingAdd
     avail: table.translate(user.avail, 6 + 2 * size),
     used: table.translate(user.used, 6 + 8 * size),
   };
-}
-
-/** Checks a message's payload size and fd count (-1: any, checked later). */
-function expect(msg: Message, size: number, fds: number): void {
-  if (msg.payload.byteLength !== size) {
-    throw new VhostUserError(
-      'ERR_VHOST_USER_MESSAGE',
-      `${requestName(msg.request)}: payload of ${msg.payload.byteLength} bytes, expected ${size}`,
-      { request: msg.request, length: msg.payload.byteLength, expected: size },
-    );
-  }
-  if (fds >= 0 && msg.fds.length !== fds) {
-    throw new VhostUserError('ERR_VHOST_USER_FDS', `${requestName(msg.request)}: ${msg.fds.length} fds, expected ${fds}`, {
-      request: msg.request,
-      length: msg.fds.length,
-      expected: fds,
-    });
-  }
 }
 
 function safeU64(msg: Message, at: number, what: string): number {
