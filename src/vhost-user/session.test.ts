@@ -87,12 +87,15 @@ describe('VhostUserSession with a well-behaved front-end', () => {
     const logMem = MmapBackend.memfd(4096, { name: 'fake-log' });
     assert.equal(await fe.ask(R.SET_LOG_BASE, logPayload(96, 100), [logMem.fd as number]), 0n);
     assert.equal(session.log.active, true);
+    const logFd = eventfd();
+    fe.send(R.SET_LOG_FD, undefined, [logFd]);
     const { drv, kick, call } = setupVring(fe, g);
     await until(() => device.queues.has(0), 'the queue to start');
     const p = drv.post([], [5000], {});
     drv.kick();
     eventfdWrite(kick);
     await until(() => eventfdRead(call) !== undefined, 'the call eventfd');
+    assert.notEqual(eventfdRead(logFd), undefined, 'the log fd was signalled');
     const log = logMem.views().u8.subarray(100, 196);
     const marked = (gpa: number) => (log[Math.floor(gpa / 4096 / 8)] & (1 << (Math.floor(gpa / 4096) % 8))) !== 0;
     const w = p.writable[0];
@@ -112,9 +115,10 @@ describe('VhostUserSession with a well-behaved front-end', () => {
     eventfdWrite(kick);
     await until(() => drv.used().length === 1, 'the second request');
     assert.ok(log.every((b) => b === 0), 'no marks without LOG_ALL');
+    assert.equal(eventfdRead(logFd), undefined, 'nor signals of the log fd');
     fe.close();
     await closed;
-    [kick, call].forEach(closeFd);
+    [kick, call, logFd].forEach(closeFd);
     logMem.close();
     g.ram.close();
   });

@@ -84,6 +84,7 @@ export class VhostUserSession implements Disposable {
   #table: VhostUserMemoryTable | undefined;
   #features = 0n;
   #protocol = 0n;
+  /** SET_LOG_FD's eventfd, signalled after each run of a queue while logging. */
   #logFd: number | undefined;
   #closed = false;
   readonly #reader: MessageReader;
@@ -520,6 +521,8 @@ export class VhostUserSession implements Disposable {
       if (vring.errFd !== undefined) eventfdWrite(vring.errFd);
       this.#options.onQueueError?.(index, e);
     }
+    // SET_LOG_FD: the front-end is told after each batch that may have logged writes.
+    if (this.#log.active && this.#logFd !== undefined) eventfdWrite(this.#logFd);
   }
 
   #stopVring(index: number): void {
