@@ -7,22 +7,86 @@
  * with the guestmem / qemu ratios. Under TCG the guest bounds throughput (about +-25 % run to run);
  * the CPU per request is the back-end's own cost.
  *
+ * First, without a VM: the device's own cost per 4 KiB request (vring, chain, status, readv /
+ * writev of the image, used ring), driven in-process by the test front-end, as a ratio to a plain
+ * 4 KiB readSync / writeSync into a Uint8Array on the same file.
+ *
  * Run: npm run bench:vhost-user   (knobs: BENCH_BOOTS per back-end, default 2)
  */
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FdDisk, VirtioBlk } from 'guestmem/virtio';
+import { VhostUserBlkDevice } from 'guestmem/vhost-user';
 import type { Backend } from '../dist/vhost-user/test-support/qemu.js';
 
-// The real-VM harness of the e2e test (compiled to dist/, which sits beside build/).
-const harness: typeof import('../dist/vhost-user/test-support/qemu.js') = await import(
-  new URL('../../dist/vhost-user/test-support/qemu.js', import.meta.url).href
+// The e2e test's harnesses (compiled to dist/, which sits beside build/).
+const dist = (path: string) => new URL(`../../dist/vhost-user/test-support/${path}`, import.meta.url).href;
+const { bootGuest, patternResults, startBackend, unavailable }: typeof import('../dist/vhost-user/test-support/qemu.js') =
+  await import(dist('qemu.js'));
+const { connect, guest, negotiate, setupVring }: typeof import('../dist/vhost-user/test-support/harness.js') = await import(
+  dist('harness.js')
 );
-const { bootGuest, patternResults, startBackend, unavailable } = harness;
 
 const BOOTS = Number(process.env.BENCH_BOOTS ?? 2);
 const KINDS: Backend['kind'][] = ['guestmem', 'qemu-storage-daemon'];
 
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? Number.NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** ns per 4 KiB request through the device, and per plain 4 KiB transfer, median of 5 x 20000. */
+async function deviceCost(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'guestmem-bench-vhost-dev-'));
+  const path = join(dir, 'disk.img');
+  writeFileSync(path, new Uint8Array(16 << 20));
+  const fd = openSync(path, 'r+');
+  const device = new VhostUserBlkDevice(new VirtioBlk(new FdDisk(fd), { queueSize: 16 }));
+  const g = guest();
+  const { fe, closed } = connect(device);
+  await negotiate(fe, g);
+  const { drv } = setupVring(fe, g, false);
+  await new Promise((r) => setTimeout(r, 20));
+  const header = new Uint8Array(16);
+  const hv = new DataView(header.buffer);
+  const data = new Uint8Array(4096);
+  const N = 20_000;
+  console.log('device cost per 4 KiB request, in-process (no VM), median of 5 x 20000:');
+  for (const [type, name] of [[0, 'read'], [1, 'write']] as const) {
+    hv.setUint32(0, type, true);
+    const dev: number[] = [];
+    const plain: number[] = [];
+    for (let rep = 0; rep < 5; rep++) {
+      let t = 0n;
+      for (let i = 0; i < N; i++) {
+        hv.setBigUint64(8, BigInt((i % 4000) * 8), true);
+        if (type === 0) drv.post([header], [4096, 1]);
+        else drv.post([header, data], [1]);
+        const t0 = process.hrtime.bigint();
+        device.kick(0);
+        t += process.hrtime.bigint() - t0;
+        drv.used();
+      }
+      dev.push(Number(t) / N);
+      const t1 = process.hrtime.bigint();
+      for (let i = 0; i < N; i++) {
+        if (type === 0) readSync(fd, data, 0, 4096, (i % 4000) * 4096);
+        else writeSync(fd, data, 0, 4096, (i % 4000) * 4096);
+      }
+      plain.push(Number(process.hrtime.bigint() - t1) / N);
+    }
+    const [d, p] = [median(dev), median(plain)];
+    console.log(`  ${name}: device ${(d / 1000).toFixed(2)} us, plain ${name}Sync ${(p / 1000).toFixed(2)} us, ratio ${(d / p).toFixed(2)}`);
+  }
+  fe.close();
+  await closed;
+  closeSync(fd);
+  g.ram.close();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+await deviceCost();
 const missing = unavailable();
 if (missing !== undefined) {
   console.log(`bench:vhost-user skipped: ${missing}`);
@@ -41,10 +105,6 @@ const samples = new Map<Backend['kind'], Sample>(
   KINDS.map((k) => [k, { write: new Map(), read: new Map(), cpuPerRequest: [], requests: [] }]),
 );
 const push = (m: Map<number, number[]>, k: number, v: number) => m.set(k, [...(m.get(k) ?? []), v]);
-const median = (xs: readonly number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? Number.NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 try {
   for (let boot = 0; boot < BOOTS; boot++) {
