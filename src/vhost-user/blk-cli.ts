@@ -4,6 +4,7 @@
  *
  *   guestmem-vhost-user-blk --socket PATH --image FILE [--read-only] [--queues N] [--id ID]
  *   guestmem-vhost-user-blk --fd N --image FILE ...   (an inherited listening or connected socket)
+ *   --no-mem-slots: do not offer CONFIGURE_MEM_SLOTS, so that the front-end sends SET_MEM_TABLE
  *
  * Then: qemu-system-x86_64 -object memory-backend-memfd,id=mem,size=1G,share=on
  *   -M pc,memory-backend=mem -chardev socket,id=vub,path=PATH -device vhost-user-blk-pci,chardev=vub
@@ -13,10 +14,12 @@ import { parseArgs } from 'node:util';
 import { FdDisk } from '../virtio/blk-disk.js';
 import { VirtioBlk } from '../virtio/blk.js';
 import { VhostUserBlkDevice } from './blk-device.js';
+import { bit, ProtocolFeature } from './protocol.js';
 import { VhostUserServer } from './server.js';
+import { PROTOCOL_FEATURES } from './session.js';
 
 const usage =
-  'usage: guestmem-vhost-user-blk (--socket PATH | --fd N) --image FILE [--read-only] [--queues N] [--id ID] [--quiet]';
+  'usage: guestmem-vhost-user-blk (--socket PATH | --fd N) --image FILE [--read-only] [--queues N] [--id ID] [--no-mem-slots] [--quiet]';
 
 function fail(message: string): never {
   process.stderr.write(`guestmem-vhost-user-blk: ${message}\n${usage}\n`);
@@ -33,6 +36,7 @@ function parse() {
       'read-only': { type: 'boolean', default: false },
       queues: { type: 'string', default: '1' },
       id: { type: 'string', default: 'guestmem' },
+      'no-mem-slots': { type: 'boolean', default: false },
       quiet: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
@@ -68,6 +72,7 @@ try {
     onConnect: () => say('front-end connected'),
     onDisconnect: (e: Error | undefined) => say(e === undefined ? 'front-end disconnected' : `connection dropped: ${e.message}`),
     onQueueError: (i: number, e: unknown) => say(`queue ${i} stopped: ${(e as Error).message}`),
+    protocolFeatures: args['no-mem-slots'] ? PROTOCOL_FEATURES & ~bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) : PROTOCOL_FEATURES,
   };
   server =
     args.socket !== undefined

@@ -22,7 +22,7 @@ function freshImage(name: string, mib: number): string {
 }
 
 describe('a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
-  test('writes a pattern at 4 KiB, 64 KiB and 1 MiB blocks, reads it back intact, and the image holds it', async () => {
+  test('with memory slots (ADD_MEM_REG): writes a pattern at 4 KiB, 64 KiB and 1 MiB blocks, reads it back intact, and the image holds it', async () => {
     const image = freshImage('pattern.img', 128);
     const socket = join(dir, 'pattern.sock');
     const backend = await startBackend('guestmem', socket, image);
@@ -46,10 +46,10 @@ describe('a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
   });
 
 
-  test('with 2 vCPUs on 2 queues: makes an ext2 file system, writes files, remounts and reads them back', async () => {
+  test('with 2 vCPUs on 2 queues and SET_MEM_TABLE: makes an ext2 file system, writes files, remounts and reads them back', async () => {
     const image = freshImage('fs.img', 64);
     const socket = join(dir, 'fs.sock');
-    const backend = await startBackend('guestmem', socket, image, 2);
+    const backend = await startBackend('guestmem', socket, image, ['--queues', '2', '--no-mem-slots']);
     const run = await bootGuest(socket, 'fs', { smp: 2, queues: 2 }).finally(() => backend.stop());
     assert.equal(run.results.at(-1), 'done errors=0', run.console.slice(-3000));
     assert.ok(run.results[0].endsWith(' queues=2'), `the guest's disk has 2 queues: ${run.results[0]}`);

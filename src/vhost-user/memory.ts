@@ -5,7 +5,7 @@ import { MmapBackend, PAGE_SIZE } from '../mmap/backend.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import { VhostUserError } from './errors.js';
 import type { VhostUserLog } from './log.js';
-import { MAX_MEM_REGIONS } from './protocol.js';
+import { MAX_MEM_REGIONS, MAX_MEM_SLOTS } from './protocol.js';
 
 /** One region of a vhost-user memory table, as the front-end describes it. */
 export interface MemoryRegionDescription {
@@ -41,23 +41,47 @@ export function readRegion(view: DataView, at: number): MemoryRegionDescription 
   return { guestAddress: Number(gpa), size: Number(size), userAddress: uva, mmapOffset: Number(offset) };
 }
 
+/** One mapped region: what the front-end said, its mapping, its guest regions (one per chunk). */
+interface MappedRegion {
+  readonly description: MemoryRegionDescription;
+  readonly backend: MmapBackend;
+  readonly parts: readonly GuestMemoryRegion[];
+}
+
 /**
  * A mapped vhost-user memory table: the guest's RAM as a {@link GuestMemory} of guest physical
  * regions (each mapped from the front-end's fd with `guestmem/mmap`, shared), plus the
  * translation of front-end virtual addresses (where rings are given) to guest addresses.
- * Closing it unmaps everything; views still held elsewhere then read as empty.
+ *
+ * A table is immutable. SET_MEM_TABLE maps a new one ({@link VhostUserMemoryTable.map});
+ * ADD_MEM_REG and REM_MEM_REG derive one that shares this one's mappings
+ * ({@link VhostUserMemoryTable.add}, {@link VhostUserMemoryTable.remove}), after which this one
+ * is dropped, not closed. Closing unmaps every region; views still held elsewhere then read as
+ * empty.
  */
 export class VhostUserMemoryTable implements Disposable {
   /** The guest's memory. */
   readonly memory: GuestMemory;
-  /** The table as the front-end sent it, sorted by user address. */
+  /** The regions as the front-end described them, sorted by user address. */
   readonly regions: readonly MemoryRegionDescription[];
-  readonly #backends: MmapBackend[];
+  readonly #mapped: readonly MappedRegion[];
 
-  private constructor(memory: GuestMemory, regions: MemoryRegionDescription[], backends: MmapBackend[]) {
-    this.memory = memory;
-    this.regions = regions;
-    this.#backends = backends;
+  /** @throws {VhostUserError} `ERR_VHOST_USER_MEM_TABLE` for regions that overlap. */
+  private constructor(mapped: readonly MappedRegion[]) {
+    const byUser = mapped.map((m) => m.description).sort((a, b) => (a.userAddress < b.userAddress ? -1 : 1));
+    for (let i = 1; i < byUser.length; i++) {
+      const prev = byUser[i - 1];
+      if (prev.userAddress + BigInt(prev.size) > byUser[i].userAddress) {
+        throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `memory regions overlap at user address ${hex(byUser[i].userAddress)}`);
+      }
+    }
+    try {
+      this.memory = GuestMemory.fromRegions(mapped.flatMap((m) => m.parts));
+    } catch (e) {
+      throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `memory regions overlap: ${(e as Error).message}`, { cause: e });
+    }
+    this.regions = byUser;
+    this.#mapped = mapped;
   }
 
   /**
@@ -75,56 +99,58 @@ export class VhostUserMemoryTable implements Disposable {
     if (fds.length !== regions.length) {
       throw new VhostUserError('ERR_VHOST_USER_FDS', `${regions.length} memory regions came with ${fds.length} fds`);
     }
-    const byUser = [...regions].sort((a, b) => (a.userAddress < b.userAddress ? -1 : 1));
-    for (let i = 1; i < byUser.length; i++) {
-      const prev = byUser[i - 1];
-      if (prev.userAddress + BigInt(prev.size) > byUser[i].userAddress) {
-        throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `memory regions overlap at user address ${hex(byUser[i].userAddress)}`);
-      }
-    }
-    const backends: MmapBackend[] = [];
+    const mapped: MappedRegion[] = [];
     try {
-      const parts: GuestMemoryRegion[] = [];
-      regions.forEach((r, i) => {
-        const start = r.mmapOffset - (r.mmapOffset % PAGE_SIZE);
-        const delta = r.mmapOffset - start;
-        let backend: MmapBackend;
-        try {
-          backend = MmapBackend.file({ fd: fds[i], offset: start, size: delta + r.size, shared: true });
-        } catch (e) {
-          throw new VhostUserError(
-            'ERR_VHOST_USER_MEM_TABLE',
-            `cannot map memory region gpa ${hex(r.guestAddress)} size ${hex(r.size)}: ${(e as Error).message}`,
-            { address: r.guestAddress, length: r.size, cause: e },
-          );
-        }
-        backends.push(backend);
-        // Each chunk (at most 4 GiB) is a region of its own.
-        for (const chunk of backend.chunks()) {
-          const from = Math.max(delta, chunk.offset);
-          const to = Math.min(delta + r.size, chunk.offset + chunk.size);
-          if (from >= to) continue;
-          const gpa = r.guestAddress + from - delta;
-          parts.push(
-            new GuestMemoryRegion(GuestAddress(gpa), chunk, {
-              offset: from - chunk.offset,
-              length: to - from,
-              bitmap: log.sliceAt(gpa),
-            }),
-          );
-        }
-      });
-      let memory: GuestMemory;
-      try {
-        memory = GuestMemory.fromRegions(parts);
-      } catch (e) {
-        throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `memory regions overlap: ${(e as Error).message}`, { cause: e });
-      }
-      return new VhostUserMemoryTable(memory, byUser, backends);
+      regions.forEach((r, i) => mapped.push(mapRegion(r, fds[i], log)));
+      return new VhostUserMemoryTable(mapped);
     } catch (e) {
-      for (const b of backends) b.close();
+      for (const m of mapped) m.backend.close();
       throw e;
     }
+  }
+
+  /**
+   * This table with one more region, mapped from `fd` (a duplicate; `fd` stays the caller's).
+   * Use the new table from then on and drop this one without closing it: they share mappings.
+   *
+   * @throws {VhostUserError} `ERR_VHOST_USER_MEM_TABLE` for a region that overlaps, cannot be
+   *   mapped or would pass {@link MAX_MEM_SLOTS}; this table is unchanged then.
+   */
+  add(region: MemoryRegionDescription, fd: number, log: VhostUserLog): VhostUserMemoryTable {
+    if (this.#mapped.length >= MAX_MEM_SLOTS) {
+      throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `the memory table already has ${MAX_MEM_SLOTS} regions`);
+    }
+    const m = mapRegion(region, fd, log);
+    try {
+      return new VhostUserMemoryTable([...this.#mapped, m]);
+    } catch (e) {
+      m.backend.close();
+      throw e;
+    }
+  }
+
+  /**
+   * This table without `region` (matched by guest address, size and user address), whose
+   * mapping is closed; undefined when it was the last. Drop this table without closing it.
+   *
+   * @throws {VhostUserError} `ERR_VHOST_USER_MEM_TABLE` when no region matches.
+   */
+  remove(region: MemoryRegionDescription): VhostUserMemoryTable | undefined {
+    const i = this.#mapped.findIndex(
+      ({ description: d }) =>
+        d.guestAddress === region.guestAddress && d.size === region.size && d.userAddress === region.userAddress,
+    );
+    if (i < 0) {
+      throw new VhostUserError(
+        'ERR_VHOST_USER_MEM_TABLE',
+        `no memory region gpa ${hex(region.guestAddress)} size ${hex(region.size)} uva ${hex(region.userAddress)} to remove`,
+        { address: region.guestAddress, length: region.size },
+      );
+    }
+    const rest = this.#mapped.filter((_, k) => k !== i);
+    const next = rest.length === 0 ? undefined : new VhostUserMemoryTable(rest);
+    this.#mapped[i].backend.close();
+    return next;
   }
 
   /**
@@ -148,11 +174,36 @@ export class VhostUserMemoryTable implements Disposable {
 
   /** Unmaps every region. Idempotent. */
   close(): void {
-    for (const b of this.#backends) b.close();
+    for (const m of this.#mapped) m.backend.close();
   }
 
   /** Same as {@link VhostUserMemoryTable.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** Maps one region from its fd; each chunk (at most 4 GiB) is a guest region of its own. */
+function mapRegion(r: MemoryRegionDescription, fd: number, log: VhostUserLog): MappedRegion {
+  const start = r.mmapOffset - (r.mmapOffset % PAGE_SIZE);
+  const delta = r.mmapOffset - start;
+  let backend: MmapBackend;
+  try {
+    backend = MmapBackend.file({ fd, offset: start, size: delta + r.size, shared: true });
+  } catch (e) {
+    throw new VhostUserError(
+      'ERR_VHOST_USER_MEM_TABLE',
+      `cannot map memory region gpa ${hex(r.guestAddress)} size ${hex(r.size)}: ${(e as Error).message}`,
+      { address: r.guestAddress, length: r.size, cause: e },
+    );
+  }
+  const parts: GuestMemoryRegion[] = [];
+  for (const chunk of backend.chunks()) {
+    const from = Math.max(delta, chunk.offset);
+    const to = Math.min(delta + r.size, chunk.offset + chunk.size);
+    if (from >= to) continue;
+    const gpa = r.guestAddress + from - delta;
+    parts.push(new GuestMemoryRegion(GuestAddress(gpa), chunk, { offset: from - chunk.offset, length: to - from, bitmap: log.sliceAt(gpa) }));
+  }
+  return { description: r, backend, parts };
 }

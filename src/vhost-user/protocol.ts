@@ -48,6 +48,12 @@ export const Request = Object.freeze({
   SET_CONFIG: 25,
   /** Stops every vring and forgets the negotiation (needs RESET_DEVICE). */
   RESET_DEVICE: 34,
+  /** How many memory regions ADD_MEM_REG may make (reply: u64; needs CONFIGURE_MEM_SLOTS). */
+  GET_MAX_MEM_SLOTS: 36,
+  /** Adds one memory region (u64 padding, then a region; one fd). */
+  ADD_MEM_REG: 37,
+  /** Removes one memory region (the same layout; an fd, if any, is closed). */
+  REM_MEM_REG: 38,
 });
 
 /** Names of the requests, for messages. */
@@ -71,6 +77,8 @@ export const MAX_PAYLOAD = 4096;
 export const MAX_MESSAGE_FDS = 8;
 /** The most regions one SET_MEM_TABLE may carry. */
 export const MAX_MEM_REGIONS = 8;
+/** The most regions ADD_MEM_REG may build up (GET_MAX_MEM_SLOTS). */
+export const MAX_MEM_SLOTS = 32;
 /** The largest config space transfer (VHOST_USER_MAX_CONFIG_SIZE). */
 export const MAX_CONFIG_SIZE = 256;
 /** Pages the dirty log tracks: one bit per 4 KiB of guest physical memory (VHOST_LOG_PAGE). */
@@ -102,6 +110,8 @@ export const ProtocolFeature = Object.freeze({
   CONFIG: 9n,
   /** The RESET_DEVICE request. */
   RESET_DEVICE: 13n,
+  /** Memory regions come one at a time (ADD_MEM_REG, REM_MEM_REG) instead of SET_MEM_TABLE. */
+  CONFIGURE_MEM_SLOTS: 15n,
 });
 
 /** `1n << bit`. */
@@ -116,6 +126,7 @@ export const PayloadSize = Object.freeze({
   VRING_ADDR: 40,
   MEM_REGION: 32,
   MEM_TABLE_HEADER: 8,
+  SINGLE_MEM_REGION: 40,
   LOG: 16,
   CONFIG_HEADER: 12,
 });

@@ -1,7 +1,7 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import type { VhostUserDevice } from './device.js';
 import { VhostUserError } from './errors.js';
-import { VhostUserSession } from './session.js';
+import { type SessionOptions, VhostUserSession } from './session.js';
 import { accept, adoptSocket, closeFd, type FdWatcher, listenUnix, Readiness, watch } from './sys.js';
 
 /** Options of a {@link VhostUserServer}. */
@@ -12,6 +12,8 @@ export interface ServerOptions {
   onDisconnect?: ((error: VhostUserError | undefined) => void) | undefined;
   /** A queue stopped because the device failed on it. */
   onQueueError?: ((index: number, error: unknown) => void) | undefined;
+  /** As {@link SessionOptions.protocolFeatures}. */
+  protocolFeatures?: bigint | undefined;
 }
 
 /**
@@ -130,6 +132,7 @@ export class VhostUserServer implements Disposable {
   #newSession(fd: number): VhostUserSession {
     return new VhostUserSession(fd, this.#device, {
       onQueueError: this.#options.onQueueError,
+      protocolFeatures: this.#options.protocolFeatures,
       onClose: (error) => {
         this.#session = undefined;
         this.#options.onDisconnect?.(error);

@@ -5,7 +5,7 @@ import { VhostUserError, type VhostUserErrorCode } from './errors.js';
 import { bit, Feature, FLAG_NEED_REPLY, FLAG_REPLY, ProtocolFeature, Request as R, VERSION } from './protocol.js';
 import { PROTOCOL_FEATURES } from './session.js';
 import { closeFd, eventfd, eventfdRead, eventfdWrite, sendMsg, socketPair } from './sys.js';
-import { configPayload, type FakeFrontend, logPayload, memTable, u64, UVA_BASE, vringAddr, vringState } from './test-support/frontend.js';
+import { configPayload, type FakeFrontend, logPayload, memTable, singleRegion, u64, UVA_BASE, vringAddr, vringState } from './test-support/frontend.js';
 import { connect, guest, MiB, negotiate, openFds, setupVring, until } from './test-support/harness.js';
 
 describe('VhostUserSession with a well-behaved front-end', () => {
@@ -57,6 +57,37 @@ describe('VhostUserSession with a well-behaved front-end', () => {
     eventfdWrite(kick);
     await until(() => eventfdRead(call) !== undefined, 'the call eventfd');
     assert.deepEqual(drv.used(), [{ id: p.head, len: 8 }]);
+    fe.close();
+    assert.equal(await closed, undefined);
+    [kick, call].forEach(closeFd);
+    g.ram.close();
+  });
+
+  test('memory slots: regions added one by one, removed and added again under a running vring', async () => {
+    const g = guest();
+    const { fe, session, device, closed } = connect();
+    await fe.ask(R.GET_FEATURES);
+    const proto = await fe.ask(R.GET_PROTOCOL_FEATURES);
+    assert.notEqual(proto & bit(ProtocolFeature.CONFIGURE_MEM_SLOTS), 0n);
+    fe.send(R.SET_PROTOCOL_FEATURES, u64(proto));
+    fe.send(R.SET_FEATURES, u64(bit(Feature.VERSION_1) | bit(Feature.PROTOCOL_FEATURES)));
+    assert.equal(await fe.ask(R.GET_MAX_MEM_SLOTS), 32n);
+    for (const r of g.regions) {
+      assert.equal(await fe.ask(R.ADD_MEM_REG, singleRegion(r), [g.fd], VERSION | FLAG_NEED_REPLY), 0n);
+    }
+    assert.equal(session.memory?.numRegions, 2);
+    const { drv, kick, call } = setupVring(fe, g, false);
+    await until(() => device.queues.has(0), 'the queue to start');
+    // The data region goes and comes back (as on a DIMM unplug and plug); the ring stays.
+    assert.equal(await fe.ask(R.REM_MEM_REG, singleRegion(g.regions[1]), [g.fd], VERSION | FLAG_NEED_REPLY), 0n);
+    assert.equal(session.memory?.numRegions, 1);
+    assert.equal(await fe.ask(R.ADD_MEM_REG, singleRegion(g.regions[1]), [g.fd], VERSION | FLAG_NEED_REPLY), 0n);
+    const p = drv.post([], [64]);
+    drv.kick();
+    eventfdWrite(kick);
+    await until(() => eventfdRead(call) !== undefined, 'the call eventfd');
+    assert.deepEqual(drv.used(), [{ id: p.head, len: 64 }]);
+    assert.deepEqual([...drv.read(p.writable[0])], new Array(64).fill(0x5a));
     fe.close();
     assert.equal(await closed, undefined);
     [kick, call].forEach(closeFd);
@@ -225,6 +256,25 @@ const hostile: Hostile[] = [
       closeFd(ev);
     },
   },
+  { name: 'GET_MAX_MEM_SLOTS without CONFIGURE_MEM_SLOTS', code: 'ERR_VHOST_USER_STATE', negotiate: false, send: (fe) => fe.send(R.GET_MAX_MEM_SLOTS) },
+  { name: 'ADD_MEM_REG without CONFIGURE_MEM_SLOTS', code: 'ERR_VHOST_USER_STATE', negotiate: false, send: (fe, g) => fe.send(R.ADD_MEM_REG, singleRegion(g.regions[0]), [g.fd]) },
+  { name: 'ADD_MEM_REG without its fd', code: 'ERR_VHOST_USER_FDS', send: (fe, g) => fe.send(R.ADD_MEM_REG, singleRegion(g.regions[0])) },
+  {
+    name: 'ADD_MEM_REG of a region that overlaps one in the table',
+    code: 'ERR_VHOST_USER_MEM_TABLE',
+    send: (fe, g) => fe.send(R.ADD_MEM_REG, singleRegion({ ...g.regions[1], gpa: MiB / 2, uva: UVA_BASE + 64n * BigInt(MiB) }), [g.fd]),
+  },
+  { name: 'REM_MEM_REG of a region not in the table', code: 'ERR_VHOST_USER_MEM_TABLE', send: (fe, g) => fe.send(R.REM_MEM_REG, singleRegion({ ...g.regions[1], size: 4096 })) },
+  { name: 'REM_MEM_REG with two fds', code: 'ERR_VHOST_USER_FDS', send: (fe, g) => fe.send(R.REM_MEM_REG, singleRegion(g.regions[1]), [g.fd, g.fd]) },
+  {
+    name: 'REM_MEM_REG of the memory a running vring lives in',
+    code: 'ERR_VHOST_USER_RING_ADDRESS',
+    send: (fe, g) => {
+      const { kick, call } = setupVring(fe, g);
+      fe.send(R.REM_MEM_REG, singleRegion(g.regions[0]));
+      [kick, call].forEach(closeFd);
+    },
+  },
   { name: 'a vring index beyond the device', code: 'ERR_VHOST_USER_VRING', send: (fe) => fe.send(R.SET_VRING_NUM, vringState(5, 16)) },
   { name: 'a vring size that is not a power of two', code: 'ERR_VHOST_USER_VRING', send: (fe) => fe.send(R.SET_VRING_NUM, vringState(0, 24)) },
   { name: 'a vring base beyond u16', code: 'ERR_VHOST_USER_VRING', send: (fe) => fe.send(R.SET_VRING_BASE, vringState(0, 0x10000)) },
@@ -338,7 +388,24 @@ describe('VhostUserSession with a hostile front-end', () => {
   });
 });
 
-test('offered protocol features are REPLY_ACK, CONFIG, MQ, LOG_SHMFD and RESET_DEVICE', () => {
-  const expected: bigint[] = [ProtocolFeature.MQ, ProtocolFeature.LOG_SHMFD, ProtocolFeature.REPLY_ACK, ProtocolFeature.CONFIG, ProtocolFeature.RESET_DEVICE];
+test('a session offers only the protocol features it is told to, and refuses the others', async () => {
+  const without = PROTOCOL_FEATURES & ~bit(ProtocolFeature.CONFIGURE_MEM_SLOTS);
+  const { fe, session, closed } = connect(undefined, without);
+  assert.equal(session.offeredProtocolFeatures, without);
+  assert.equal(await fe.ask(R.GET_PROTOCOL_FEATURES), without);
+  fe.send(R.SET_PROTOCOL_FEATURES, u64(PROTOCOL_FEATURES));
+  assert.equal((await closed)?.code, 'ERR_VHOST_USER_STATE');
+  fe.close();
+});
+
+test('offered protocol features are REPLY_ACK, CONFIG, MQ, LOG_SHMFD, RESET_DEVICE and CONFIGURE_MEM_SLOTS', () => {
+  const expected: bigint[] = [
+    ProtocolFeature.MQ,
+    ProtocolFeature.LOG_SHMFD,
+    ProtocolFeature.REPLY_ACK,
+    ProtocolFeature.CONFIG,
+    ProtocolFeature.RESET_DEVICE,
+    ProtocolFeature.CONFIGURE_MEM_SLOTS,
+  ];
   assert.equal(PROTOCOL_FEATURES, expected.reduce((a, b) => a | bit(b), 0n));
 });

@@ -12,6 +12,7 @@ import {
   FLAG_NEED_REPLY,
   MAX_CONFIG_SIZE,
   MAX_MEM_REGIONS,
+  MAX_MEM_SLOTS,
   PayloadSize,
   ProtocolFeature,
   Request,
@@ -28,7 +29,8 @@ export const PROTOCOL_FEATURES: bigint =
   bit(ProtocolFeature.LOG_SHMFD) |
   bit(ProtocolFeature.REPLY_ACK) |
   bit(ProtocolFeature.CONFIG) |
-  bit(ProtocolFeature.RESET_DEVICE);
+  bit(ProtocolFeature.RESET_DEVICE) |
+  bit(ProtocolFeature.CONFIGURE_MEM_SLOTS);
 
 /** Options of a {@link VhostUserSession}. */
 export interface SessionOptions {
@@ -36,6 +38,11 @@ export interface SessionOptions {
   onClose?: ((error: VhostUserError | undefined) => void) | undefined;
   /** Called when a queue stopped because the device failed on it (a broken ring, say). */
   onQueueError?: ((index: number, error: unknown) => void) | undefined;
+  /**
+   * The protocol features to offer: {@link PROTOCOL_FEATURES} (the default) or a subset, such
+   * as one without CONFIGURE_MEM_SLOTS, so that the front-end sends SET_MEM_TABLE.
+   */
+  protocolFeatures?: bigint | undefined;
 }
 
 /** Everything the front-end told about one vring. */
@@ -137,6 +144,11 @@ export class VhostUserSession implements Disposable {
   /** Virtio features offered: the device's plus the transport's. */
   get offeredFeatures(): bigint {
     return this.#device.features | bit(Feature.PROTOCOL_FEATURES) | bit(Feature.LOG_ALL);
+  }
+
+  /** Protocol features offered. */
+  get offeredProtocolFeatures(): bigint {
+    return (this.#options.protocolFeatures ?? PROTOCOL_FEATURES) & PROTOCOL_FEATURES;
   }
 
   /** Ends the session: stops the queues, releases every fd and mapping, resets the device. */
@@ -254,12 +266,12 @@ export class VhostUserSession implements Disposable {
         return false;
       case R.GET_PROTOCOL_FEATURES:
         expectPayload(msg, 0, 0);
-        this.#replyU64(msg.request, PROTOCOL_FEATURES);
+        this.#replyU64(msg.request, this.offeredProtocolFeatures);
         return true;
       case R.SET_PROTOCOL_FEATURES: {
         expectPayload(msg, 8, 0);
         const features = msg.payload.getBigUint64(0, true);
-        const extra = features & ~PROTOCOL_FEATURES;
+        const extra = features & ~this.offeredProtocolFeatures;
         if (extra !== 0n) throw stateError(msg, `protocol features ${hex(extra)} were not offered`);
         this.#protocol = features;
         return false;
@@ -272,6 +284,39 @@ export class VhostUserSession implements Disposable {
       case R.SET_MEM_TABLE:
         this.#setMemTable(msg);
         return false;
+      case R.GET_MAX_MEM_SLOTS:
+        expectPayload(msg, 0, 0);
+        this.#need(msg, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+        this.#replyU64(msg.request, BigInt(MAX_MEM_SLOTS));
+        return true;
+      case R.ADD_MEM_REG: {
+        expectPayload(msg, PayloadSize.SINGLE_MEM_REGION, 1);
+        this.#need(msg, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+        const region = readRegion(msg.payload, 8);
+        const table = this.#table;
+        // Adding memory cannot move a ring out of it: the running queues only need the new memory.
+        this.#useTable(table === undefined ? VhostUserMemoryTable.map([region], msg.fds, this.#log) : table.add(region, msg.fds[0], this.#log));
+        return false;
+      }
+      case R.REM_MEM_REG: {
+        // QEMU sends the region's fd along; it is closed with the message.
+        if (msg.fds.length > 1) expectPayload(msg, PayloadSize.SINGLE_MEM_REGION, 1);
+        expectPayload(msg, PayloadSize.SINGLE_MEM_REGION, -1);
+        this.#need(msg, ProtocolFeature.CONFIGURE_MEM_SLOTS);
+        if (this.#table === undefined) throw stateError(msg, 'there is no memory to remove');
+        const next = this.#table.remove(readRegion(msg.payload, 8));
+        // A running ring in the removed memory ends the session (closing the old table).
+        for (const vring of this.#vrings) {
+          if (vring.user === undefined) continue;
+          if (next === undefined) {
+            if (vring.queue !== undefined) throw stateError(msg, 'the memory of a running vring was removed');
+            continue;
+          }
+          if (vring.queue !== undefined) translateRings(next, vring.size, vring.user);
+        }
+        this.#useTable(next);
+        return false;
+      }
       case R.SET_LOG_BASE: {
         expectPayload(msg, PayloadSize.LOG, 1);
         this.#need(msg, ProtocolFeature.LOG_SHMFD);
@@ -409,7 +454,7 @@ export class VhostUserSession implements Disposable {
     // Running queues move to the new memory; every ring must still be in it.
     try {
       for (const vring of this.#vrings) {
-        if (vring.user !== undefined) translateRings(table, vring.size, vring.user);
+        if (vring.queue !== undefined && vring.user !== undefined) translateRings(table, vring.size, vring.user);
       }
       for (const vring of this.#vrings) vring.queue?.setMemory(table.memory);
     } catch (e) {
@@ -418,6 +463,12 @@ export class VhostUserSession implements Disposable {
     }
     this.#table?.close();
     this.#table = table;
+  }
+
+  /** Takes a table derived from the current one (they share mappings: the old one is dropped). */
+  #useTable(table: VhostUserMemoryTable | undefined): void {
+    this.#table = table;
+    if (table !== undefined) for (const vring of this.#vrings) vring.queue?.setMemory(table.memory);
   }
 
   #setVringAddr(msg: Message): void {

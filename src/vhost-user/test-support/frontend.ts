@@ -153,6 +153,13 @@ export function memTable(regions: RegionPayload[], count = regions.length): Uint
   return p;
 }
 
+/** ADD_MEM_REG / REM_MEM_REG: u64 padding, then one region. */
+export function singleRegion(r: RegionPayload): Uint8Array {
+  const p = new Uint8Array(40);
+  p.set(memTable([r]).subarray(8), 8);
+  return p;
+}
+
 export function configPayload(offset: number, size: number, data: Uint8Array = new Uint8Array(size)): Uint8Array {
   const p = new Uint8Array(12 + data.length);
   const v = new DataView(p.buffer);

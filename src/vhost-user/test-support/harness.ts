@@ -24,7 +24,7 @@ export async function openFds(): Promise<string[]> {
 }
 
 /** A session over a socket pair, with the way it ended as a promise. */
-export function connect<D extends VhostUserDevice = EchoDevice>(device: D = new EchoDevice() as unknown as D) {
+export function connect<D extends VhostUserDevice = EchoDevice>(device: D = new EchoDevice() as unknown as D, protocolFeatures?: bigint) {
   const [a, b] = socketPair();
   const fe = new FakeFrontend(a);
   let ended!: (e: VhostUserError | undefined) => void;
@@ -35,6 +35,7 @@ export function connect<D extends VhostUserDevice = EchoDevice>(device: D = new 
   const session = new VhostUserSession(b, device, {
     onClose: (e) => ended(e),
     onQueueError: (_i, e) => queueErrors.push(e),
+    protocolFeatures,
   });
   return { fe, session, device, closed, queueErrors };
 }

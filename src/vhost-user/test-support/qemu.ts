@@ -57,13 +57,14 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
-/** Starts a back-end serving `image` on `socket` (with `queues` request queues) and waits until it listens. */
-export async function startBackend(kind: Backend['kind'], socket: string, image: string, queues = 1): Promise<Backend> {
+/**
+ * Starts a back-end serving `image` on `socket` and waits until it listens; `args` go to
+ * guestmem-vhost-user-blk (`--queues 2`, `--no-mem-slots`).
+ */
+export async function startBackend(kind: Backend['kind'], socket: string, image: string, args: string[] = []): Promise<Backend> {
   const child =
     kind === 'guestmem'
-      ? spawn(process.execPath, [CLI, '--socket', socket, '--image', image, '--queues', String(queues)], {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
+      ? spawn(process.execPath, [CLI, '--socket', socket, '--image', image, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(
           'qemu-storage-daemon',
           [
