@@ -13,7 +13,7 @@ export type { QueueNotifier, VhostUserDevice } from './device.js';
 export { MAX_BLK_QUEUES, VhostUserBlkDevice, type VhostUserBlkOptions } from './blk-device.js';
 export { VhostUserLog } from './log.js';
 export { type MemoryRegionDescription, VhostUserMemoryTable } from './memory.js';
-export { bit, Feature, ProtocolFeature, Request, requestName } from './protocol.js';
+export { bit, Feature, MAX_MEM_REGIONS, MAX_MEM_SLOTS, ProtocolFeature, Request, requestName } from './protocol.js';
 export { PROTOCOL_FEATURES, type SessionOptions, VhostUserSession } from './session.js';
 export { type ServerOptions, VhostUserServer } from './server.js';
 export {
