@@ -66,7 +66,9 @@ try {
 }
 let server: VhostUserServer;
 try {
-  const blk = new VirtioBlk(new FdDisk(imageFd, { readOnly: args['read-only'] }), { id: args.id, queueSize: 1024 });
+  // seg_max follows QEMU's default queue size of 128 (as qemu-storage-daemon's 126): a chain
+  // may not be longer than its queue.
+  const blk = new VirtioBlk(new FdDisk(imageFd, { readOnly: args['read-only'] }), { id: args.id, queueSize: 128 });
   const device = new VhostUserBlkDevice(blk, { queues });
   const options = {
     onConnect: () => say('front-end connected'),
