@@ -46,3 +46,24 @@ export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
 export { layoutPath, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
 export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
 export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';
+export { MemoryBacking } from './manager/backing.js';
+export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, X86_LEGACY_SPLIT } from './manager/builder.js';
+export type { UnmappedPolicy } from './manager/dispatch.js';
+export * from './manager/errors.js';
+export type { FlatSpan, FlatViewEvent, SpanAdded, SpanChanged, SpanKind, SpanRemoved } from './manager/flat-view.js';
+export { MemoryManager, RestrictedMemory, type FlatViewListener, type MemoryManagerOptions } from './manager/manager.js';
+export {
+  Region,
+  RAM_PRIORITY,
+  DEVICE_PRIORITY,
+  type RegionKind,
+  type Visibility,
+  type AccessSize,
+  type MmioHandler,
+  type RomWriteHandler,
+  type RegionSpec,
+  type BackedRegionSpec,
+  type RomRegionSpec,
+  type MmioRegionSpec,
+  type AliasRegionSpec,
+} from './manager/regions.js';

@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { VolatileSlice } from '../volatile/slice.js';
-import { structLayout } from './struct.js';
-import { f64be, f64le, i64le, u16be, u32le, u64leNumber, u64le, u8 } from './values.js';
+import { type StructInput, type StructValue, structLayout } from './struct.js';
+import { f64be, f64le, i64le, type InputOf, u16be, u32le, u64leNumber, u64le, u8, type ValueOf } from './values.js';
 
 test('every typed accessor matches DataView at every alignment', () => {
   fc.assert(
@@ -121,4 +121,16 @@ test('readValue / writeValue take any value type', () => {
   assert.notEqual(s.readValue(f64be, 8), Math.PI);
   s.writeValue(u16be, 0, 0xabcd);
   assert.deepEqual([s.readU8(0), s.readU8(1)], [0xab, 0xcd]);
+});
+
+test('the value and struct types resolve to what the accessors read and take (checked by the compiler)', () => {
+  const read: ValueOf<typeof u32le> = 1;
+  const big: ValueOf<typeof u64le> = 1n;
+  const taken: InputOf<typeof u64le> = 1; // 64-bit writes also take safe-integer numbers
+  // @ts-expect-error a u32 reads as a number, not a bigint
+  const wrong: ValueOf<typeof u32le> = 1n;
+  const fields = { a: u32le, b: u64le };
+  const value: StructValue<typeof fields> = { a: 1, b: 2n };
+  const input: Partial<StructInput<typeof fields>> = { b: 2 };
+  assert.deepEqual([read, big, taken, wrong, value, input], [1, 1n, 1, 1n, { a: 1, b: 2n }, { b: 2 }]);
 });

@@ -260,9 +260,10 @@ export interface ValueType<T = number | bigint, W = T> {
 }
 
 /** The type a {@link ValueType} reads as. */
-export type ValueOf<V> = V extends ValueType<infer T, unknown> ? T : never;
+// `any`, not `unknown`: W sits in parameter position, so ValueType<T, number> does not extend ValueType<T, unknown>.
+export type ValueOf<V> = V extends ValueType<infer T, any> ? T : never;
 /** The type a {@link ValueType} accepts when written. */
-export type InputOf<V> = V extends ValueType<unknown, infer W> ? W : never;
+export type InputOf<V> = V extends ValueType<any, infer W> ? W : never;
 
 function vt<T, W>(name: string, size: 1 | 2 | 4 | 8, get: ValueType<T, W>['get'], set: ValueType<T, W>['set'], check: ValueType<T, W>['check']): ValueType<T, W> {
   return Object.freeze({ name, size, get, set, check });

@@ -1,0 +1,252 @@
+import type { GuestAddress } from '../address/address.js';
+import { AddressRange } from '../address/range.js';
+import type { MemoryBackend } from '../backend/backend.js';
+import type { Bitmap } from '../bitmap/bitmap.js';
+import { hex } from '../errors.js';
+import { MemoryBacking } from './backing.js';
+import type { UnmappedPolicy } from './dispatch.js';
+import { MemoryManagerError } from './errors.js';
+import { MemoryManager } from './manager.js';
+import type { Region } from './regions.js';
+
+/** A guest address space layout: RAM ranges and the MMIO gaps between them, sorted, disjoint. */
+export interface MemoryLayout {
+  /** The RAM ranges, ascending; they lie one after another in the backing. */
+  readonly ram: readonly AddressRange<GuestAddress>[];
+  /** The gaps left for MMIO (a PCI hole...): they count for the alias map's fit. */
+  readonly mmio?: readonly AddressRange<GuestAddress>[];
+}
+
+/**
+ * Makes the backing for `size` bytes of RAM, honouring prefetch (populate the pages now) and pin
+ * (lock them in memory) as its memory kind can. With `guestmem/mmap`:
+ * `(size, o) => MmapBackend.memfd(size, { populate: o.prefetch, pin: o.pin }).chunks()`.
+ */
+export type BackingAllocator = (
+  size: number,
+  options: { readonly prefetch: boolean; readonly pin: boolean },
+) => MemoryBacking | MemoryBackend | readonly MemoryBackend[];
+
+/** What {@link GuestMemoryBuilder.build} makes. */
+export interface BuiltMemory {
+  /** The manager holding the RAM (and alias) regions; add ROM, devices and MMIO to it. */
+  readonly manager: MemoryManager;
+  /** The RAM backing: hand it to {@link GuestMemoryBuilder.existingBacking} to rebuild the same memory. */
+  readonly backing: MemoryBacking;
+  /** The RAM regions, in address order (with x86 legacy support, the split ones). */
+  readonly ram: readonly Region[];
+  /** The alias map's regions, one per RAM region, or none. */
+  readonly aliases: readonly Region[];
+  /** The layout it was built from. */
+  readonly layout: MemoryLayout;
+  /** Where the alias map starts, if there is one. */
+  readonly aliasMapOffset: number | undefined;
+  /** Asked of the builder; a hypervisor mapping the memory pins it. */
+  readonly pinMappings: boolean;
+}
+
+/**
+ * Where x86 low RAM is split (OpenVMM's range_starts, without the end of the first RAM range):
+ * conventional memory, the VGA window 0xA0000-0xBFFFF, the 16 KiB PAM ranges 0xC0000-0xEFFFF and
+ * the 64 KiB BIOS range 0xF0000-0xFFFFF, then the rest from 1 MiB.
+ */
+export const X86_LEGACY_SPLIT: readonly number[] = Object.freeze([
+  0, 0xa0000, 0xc0000, 0xc4000, 0xc8000, 0xcc000, 0xd0000, 0xd4000, 0xd8000, 0xdc000, 0xe0000, 0xe4000, 0xe8000,
+  0xec000, 0xf0000, 0x100000,
+]);
+
+/**
+ * Builds a {@link MemoryManager} from a layout over one RAM backing, as OpenVMM's
+ * GuestMemoryBuilder does: RAM ranges lie one after another in the backing; options add x86
+ * legacy splitting and an alias map.
+ *
+ * @example
+ * const { manager, ram } = new GuestMemoryBuilder().x86LegacySupport(true).build({
+ *   ram: [AddressRange.fromLength(GuestAddress(0), 0x400000), AddressRange.fromLength(GuestAddress(2 ** 32), 0x100000)],
+ *   mmio: [AddressRange.fromLength(GuestAddress(0xc000_0000), 0x4000_0000)],
+ * });
+ * ram.length; // => 17
+ * manager.setVisibility(AddressRange.fromLength(GuestAddress(0xa0000), 0x20000), 'unmapped');
+ * manager.read(GuestAddress(0xb8000), 2); // => 0xffff
+ */
+export class GuestMemoryBuilder {
+  #existing: MemoryBacking | undefined;
+  #allocator: 'heap' | 'shared' | BackingAllocator = 'heap';
+  #aliasMap: number | undefined;
+  #prefetch = false;
+  #pin = false;
+  #x86 = false;
+  #unmapped: UnmappedPolicy = 'ignore';
+  #bitmap: Bitmap | undefined;
+
+  /** Uses this backing instead of allocating one: the same memory, with its contents. */
+  existingBacking(backing: MemoryBacking | undefined): this {
+    if (backing !== undefined && !(backing instanceof MemoryBacking)) {
+      throw new MemoryManagerError('ERR_INVALID_ARG', 'existingBacking takes a MemoryBacking');
+    }
+    this.#existing = backing;
+    return this;
+  }
+
+  /** Allocates RAM on the heap (default), in SharedArrayBuffers, or with `allocator`. */
+  allocator(allocator: 'heap' | 'shared' | BackingAllocator): this {
+    if (allocator !== 'heap' && allocator !== 'shared' && typeof allocator !== 'function') {
+      throw new MemoryManagerError('ERR_INVALID_ARG', "allocator must be 'heap', 'shared' or a function");
+    }
+    this.#allocator = allocator;
+    return this;
+  }
+
+  /** Mirrors all RAM at `offset` (OpenVMM's VTL0 alias map), which must lie above the layout. */
+  aliasMap(offset: number | undefined): this {
+    if (offset !== undefined && !(Number.isSafeInteger(offset) && offset >= 0)) {
+      throw new MemoryManagerError('ERR_INVALID_ARG', `the alias map offset must be a non-negative safe integer, got ${offset}`);
+    }
+    this.#aliasMap = offset;
+    return this;
+  }
+
+  /** Asks the allocator to lock RAM in memory (device assignment needs every page present). */
+  pinMappings(enable: boolean): this {
+    this.#pin = enable === true;
+    return this;
+  }
+
+  /** Asks the allocator to populate RAM up front: fewer faults at boot, all of RAM committed. */
+  prefetchRam(enable: boolean): this {
+    this.#prefetch = enable === true;
+    return this;
+  }
+
+  /**
+   * Splits low RAM at {@link X86_LEGACY_SPLIT} into separately controllable regions (the VGA
+   * window, the PAM ranges). The first RAM range must then start at 0 and reach 1 MiB.
+   */
+  x86LegacySupport(enable: boolean): this {
+    this.#x86 = enable === true;
+    return this;
+  }
+
+  /**
+   * Tracks writes to newly allocated RAM in `bitmap`, which covers the whole backing (the sum of
+   * the RAM ranges) at backing offsets. An existing backing keeps its own.
+   */
+  dirtyBitmap(bitmap: Bitmap | undefined): this {
+    this.#bitmap = bitmap;
+    return this;
+  }
+
+  /** The manager's policy for accesses to nothing (default `'ignore'`). */
+  unmapped(policy: UnmappedPolicy): this {
+    if (policy !== 'ignore' && policy !== 'error') {
+      throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
+    }
+    this.#unmapped = policy;
+    return this;
+  }
+
+  /**
+   * Checks the layout, then allocates (or adopts) the backing and makes the regions.
+   *
+   * @throws {MemoryManagerError} `ERR_INVALID_LAYOUT`, `ERR_LEGACY_RAM_LAYOUT`,
+   *   `ERR_ALIAS_MAP_WONT_FIT`, `ERR_RAM_TOO_LARGE`, `ERR_ALLOCATION_FAILED`.
+   */
+  build(layout: MemoryLayout): BuiltMemory {
+    const ram = [...(layout?.ram ?? [])];
+    const mmio = [...(layout?.mmio ?? [])];
+    checkLayout(ram, mmio);
+    const maxAddr = Math.max(...ram.map((r) => r.end), ...mmio.map((r) => r.end));
+    let ranges = ram.map((range, i) => ({ range, name: `ram-${i}` }));
+    if (this.#x86) {
+      const first = ram[0];
+      if (first.start !== 0 || first.end < 0x100000) {
+        throw new MemoryManagerError('ERR_LEGACY_RAM_LAYOUT', `x86 legacy support needs RAM from 0 covering at least 1 MiB, not ${first}`, {
+          address: first.start,
+          length: first.length,
+        });
+      }
+      const starts = [...X86_LEGACY_SPLIT, first.end];
+      const split = starts.slice(0, -1).map((s, i) => ({
+        range: new AddressRange(s as GuestAddress, starts[i + 1] as GuestAddress),
+        name: legacyName(s),
+      }));
+      // RAM of exactly 1 MiB leaves nothing above the split: no empty region.
+      ranges = [...split.filter((r) => !r.range.isEmpty), ...ranges.slice(1)];
+    }
+    const aliasOffset = this.#aliasMap;
+    if (aliasOffset !== undefined && (aliasOffset < maxAddr || aliasOffset + maxAddr > Number.MAX_SAFE_INTEGER)) {
+      throw new MemoryManagerError('ERR_ALIAS_MAP_WONT_FIT', `the alias map at ${hex(aliasOffset)} does not fit above the layout, which ends at ${hex(maxAddr)}`, {
+        address: aliasOffset,
+        length: maxAddr,
+      });
+    }
+    const ramSize = ram.reduce((n, r) => n + r.length, 0);
+    const backing = this.#backing(ramSize);
+    const manager = new MemoryManager({ unmapped: this.#unmapped });
+    let offset = 0;
+    const regions = ranges.map(({ range, name }) => {
+      const region = manager.addRam({ name, start: range.start, length: range.length, backing, backingOffset: offset });
+      offset += range.length;
+      return region;
+    });
+    const aliases =
+      aliasOffset === undefined
+        ? []
+        : regions.map((target) =>
+            manager.addAlias({ name: `${target.name}-alias`, start: (aliasOffset + target.start) as GuestAddress, length: target.length, target }),
+          );
+    return Object.freeze({
+      manager,
+      backing,
+      ram: Object.freeze(regions),
+      aliases: Object.freeze(aliases),
+      layout: Object.freeze({ ram: Object.freeze(ram), mmio: Object.freeze(mmio) }),
+      aliasMapOffset: aliasOffset,
+      pinMappings: this.#pin,
+    });
+  }
+
+  #backing(ramSize: number): MemoryBacking {
+    let backing: MemoryBacking;
+    if (this.#existing !== undefined) backing = this.#existing;
+    else if (this.#allocator === 'heap' || this.#allocator === 'shared') {
+      backing = MemoryBacking.allocate(ramSize, { shared: this.#allocator === 'shared', bitmap: this.#bitmap });
+    }
+    else {
+      let made: ReturnType<BackingAllocator>;
+      try {
+        made = this.#allocator(ramSize, { prefetch: this.#prefetch, pin: this.#pin });
+      } catch (err) {
+        throw new MemoryManagerError('ERR_ALLOCATION_FAILED', `the allocator could not make ${hex(ramSize)} bytes of RAM`, { length: ramSize, cause: err });
+      }
+      backing = made instanceof MemoryBacking ? made : new MemoryBacking(made, { bitmap: this.#bitmap });
+    }
+    if (ramSize > backing.size) {
+      throw new MemoryManagerError('ERR_RAM_TOO_LARGE', `${hex(ramSize)} bytes of RAM do not fit a backing of ${hex(backing.size)}`, {
+        length: ramSize,
+        expected: backing.size,
+      });
+    }
+    return backing;
+  }
+}
+
+function checkLayout(ram: AddressRange<GuestAddress>[], mmio: AddressRange<GuestAddress>[]): void {
+  const bad = (why: string, r?: AddressRange) =>
+    new MemoryManagerError('ERR_INVALID_LAYOUT', `invalid memory layout: ${why}`, { address: r?.start, length: r?.length });
+  if (ram.length === 0) throw bad('no RAM ranges');
+  for (const r of [...ram, ...mmio]) {
+    if (!(r instanceof AddressRange)) throw bad('ranges must be AddressRange objects');
+    if (r.isEmpty) throw bad(`empty range ${r}`, r);
+  }
+  for (let i = 1; i < ram.length; i++) if (ram[i].start < ram[i - 1].end) throw bad(`RAM range ${ram[i]} is not above ${ram[i - 1]}`, ram[i]);
+  const all = [...ram, ...mmio].sort((a, b) => a.start - b.start);
+  for (let i = 1; i < all.length; i++) if (all[i].start < all[i - 1].end) throw bad(`${all[i]} overlaps ${all[i - 1]}`, all[i]);
+}
+
+function legacyName(start: number): string {
+  if (start === 0) return 'ram-low';
+  if (start === 0xa0000) return 'vga';
+  if (start === 0x100000) return 'ram-0';
+  return `pam-${start.toString(16)}`;
+}
