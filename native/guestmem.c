@@ -19,6 +19,11 @@
  *    thread closes the backend or its GC collects its own views.
  *  - Mappings sit in a process-wide registry under a number, so that a worker can take a new
  *    handle on the same memory from a number it was sent. A stale or forged number fails cleanly.
+ *
+ * The second half is the transport of guestmem's vhost-user backend: AF_UNIX sockets, messages
+ * with SCM_RIGHTS descriptors, eventfds, and a readiness watcher on the event loop (uv_poll_t).
+ * The watcher polls its own duplicate of the fd, so that closing the original from JS while it
+ * is watched (which libuv does not allow) cannot hurt.
  */
 #ifndef NAPI_VERSION
 #define NAPI_VERSION 8
@@ -33,11 +38,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+#include <uv.h>
 
 /* Every JS number up to 2^53 - 1 is an exact integer; lengths and offsets live below that. */
 #define MAX_SAFE_INTEGER 9007199254740991.0
@@ -396,6 +406,434 @@ static napi_value js_dup(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* ---- sockets: AF_UNIX stream sockets, always non-blocking and close-on-exec ---- */
+
+/* The most descriptors one message may carry (vhost-user sends at most 8). */
+#define MAX_FDS 32
+
+/* The bytes of a Uint8Array argument (length 0 when its buffer was detached). */
+static bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *length) {
+  bool is_ta = false;
+  napi_typedarray_type type;
+  void *p = NULL;
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, length, &p, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array)
+    return false;
+  *data = p;
+  return true;
+}
+
+static bool get_path(napi_env env, napi_value v, struct sockaddr_un *sa) {
+  size_t len;
+  memset(sa, 0, sizeof *sa);
+  sa->sun_family = AF_UNIX;
+  if (napi_get_value_string_utf8(env, v, sa->sun_path, sizeof sa->sun_path, &len) != napi_ok ||
+      len == 0 || len >= sizeof sa->sun_path - 1 || strlen(sa->sun_path) != len)
+    return false;
+  return true;
+}
+
+static napi_value int_value(napi_env env, int n) {
+  napi_value v;
+  napi_create_int32(env, n, &v);
+  return v;
+}
+
+/* unixListen(path, backlog) -> a listening socket bound to `path` (which must not exist). */
+static napi_value js_unix_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  struct sockaddr_un sa;
+  int32_t backlog;
+  if (!get_args(env, info, 2, argv) || !get_path(env, argv[0], &sa) ||
+      napi_get_value_int32(env, argv[1], &backlog) != napi_ok || backlog < 1)
+    return BAD_ARG(env, "arguments to unixListen");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail_errno(env, "socket", errno);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    int err = errno;
+    close(fd);
+    return fail_errno(env, "bind", err);
+  }
+  if (listen(fd, backlog) != 0) {
+    int err = errno;
+    close(fd);
+    return fail_errno(env, "listen", err);
+  }
+  return int_value(env, fd);
+}
+
+/* unixConnect(path) -> a socket connected to `path`. */
+static napi_value js_unix_connect(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct sockaddr_un sa;
+  if (!get_args(env, info, 1, argv) || !get_path(env, argv[0], &sa)) return BAD_ARG(env, "path");
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail_errno(env, "socket", errno);
+  int r;
+  while ((r = connect(fd, (struct sockaddr *)&sa, sizeof sa)) != 0 && errno == EINTR) continue;
+  if (r != 0) {
+    int err = errno;
+    close(fd);
+    return fail_errno(env, "connect", err);
+  }
+  return int_value(env, fd);
+}
+
+/* accept(fd) -> a connected socket, or -1 when no connection is waiting. */
+static napi_value js_accept(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd, c;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
+  while ((c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0 && errno == EINTR) continue;
+  if (c < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED))
+    return int_value(env, -1);
+  if (c < 0) return fail_errno(env, "accept4", errno);
+  return int_value(env, c);
+}
+
+/* socketpair() -> [fd, fd], a connected pair of stream sockets. */
+static napi_value js_socketpair(napi_env env, napi_callback_info info) {
+  (void)info;
+  int sv[2];
+  napi_value result;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+    return fail_errno(env, "socketpair", errno);
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
+      napi_set_element(env, result, 0, int_value(env, sv[0])) != napi_ok ||
+      napi_set_element(env, result, 1, int_value(env, sv[1])) != napi_ok) {
+    close(sv[0]);
+    close(sv[1]);
+    return fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: cannot return the pair");
+  }
+  return result;
+}
+
+/*
+ * adoptSocket(fd) -> true if it listens, false if it is connected. Refuses anything but an
+ * AF_UNIX stream socket, and makes it non-blocking and close-on-exec.
+ */
+static napi_value js_adopt_socket(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int fd, type = 0, listening = 0;
+  struct stat st;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss, optlen = sizeof type;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
+  if (fstat(fd, &st) != 0) return fail_errno(env, "fstat", errno);
+  if (!S_ISSOCK(st.st_mode)) return fail_errno(env, "fstat", ENOTSOCK);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return fail_errno(env, "getsockname", errno);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen) != 0)
+    return fail_errno(env, "getsockopt", errno);
+  if (ss.ss_family != AF_UNIX || type != SOCK_STREAM) return fail_errno(env, "getsockname", EPROTOTYPE);
+  optlen = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) != 0)
+    return fail_errno(env, "getsockopt", errno);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+    return fail_errno(env, "fcntl", errno);
+  napi_get_boolean(env, listening != 0, &result);
+  return result;
+}
+
+static void close_fds(const int *fds, size_t n) {
+  for (size_t i = 0; i < n; i++) close(fds[i]);
+}
+
+/*
+ * recvMsg(fd, bytes, maxFds) -> { bytes, fds, truncated }, or null when nothing is waiting.
+ * `bytes` is 0 at end of stream. `truncated` says the peer sent more than maxFds descriptors:
+ * the kernel dropped the rest, and the ones received are returned, for the caller to close.
+ */
+static napi_value js_recv_msg(napi_env env, napi_callback_info info) {
+  napi_value argv[3], result, list;
+  int fd;
+  uint8_t *data;
+  size_t length;
+  int32_t max_fds;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_bytes(env, argv[1], &data, &length) || length == 0 ||
+      napi_get_value_int32(env, argv[2], &max_fds) != napi_ok || max_fds < 0 || max_fds > MAX_FDS)
+    return BAD_ARG(env, "arguments to recvMsg");
+  union {
+    char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  struct iovec iov = {data, length};
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = max_fds > 0 ? control.buf : NULL;
+  msg.msg_controllen = max_fds > 0 ? CMSG_SPACE((size_t)max_fds * sizeof(int)) : 0;
+  ssize_t n;
+  while ((n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT)) < 0 && errno == EINTR) continue;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  if (n < 0) return fail_errno(env, "recvmsg", errno);
+  int fds[MAX_FDS];
+  size_t nfds = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      /* CMSG_SPACE rounds up, so the kernel may pass one more than asked for. */
+      if (nfds < (size_t)max_fds) fds[nfds++] = f; else { close(f); msg.msg_flags |= MSG_CTRUNC; }
+    }
+  }
+  napi_value v;
+  if (napi_create_object(env, &result) != napi_ok ||
+      napi_create_array_with_length(env, nfds, &list) != napi_ok) {
+    close_fds(fds, nfds);
+    return fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: cannot return the message");
+  }
+  for (size_t i = 0; i < nfds; i++) napi_set_element(env, list, (uint32_t)i, int_value(env, fds[i]));
+  napi_create_double(env, (double)n, &v);
+  napi_set_named_property(env, result, "bytes", v);
+  napi_set_named_property(env, result, "fds", list);
+  napi_get_boolean(env, (msg.msg_flags & MSG_CTRUNC) != 0, &v);
+  napi_set_named_property(env, result, "truncated", v);
+  return result;
+}
+
+/* sendMsg(fd, bytes, fds) -> bytes sent; the descriptors go with the first byte. */
+static napi_value js_send_msg(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int fd;
+  uint8_t *data;
+  size_t length;
+  uint32_t nfds;
+  bool is_array = false;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_bytes(env, argv[1], &data, &length) || length == 0 ||
+      napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array ||
+      napi_get_array_length(env, argv[2], &nfds) != napi_ok || nfds > MAX_FDS)
+    return BAD_ARG(env, "arguments to sendMsg");
+  union {
+    char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  int fds[MAX_FDS];
+  for (uint32_t i = 0; i < nfds; i++) {
+    napi_value e;
+    if (napi_get_element(env, argv[2], i, &e) != napi_ok || !get_fd(env, e, &fds[i]))
+      return BAD_ARG(env, "fd in sendMsg");
+  }
+  struct iovec iov = {data, length};
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  if (nfds > 0) {
+    memset(control.buf, 0, sizeof control.buf);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+  }
+  ssize_t n;
+  while ((n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) continue;
+  if (n < 0) return fail_errno(env, "sendmsg", errno);
+  napi_value result;
+  napi_create_double(env, (double)n, &result);
+  return result;
+}
+
+/* ---- eventfds ---- */
+
+/* eventfd() -> a non-blocking, close-on-exec eventfd with a zero counter. */
+static napi_value js_eventfd(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return fail_errno(env, "eventfd", errno);
+  return int_value(env, fd);
+}
+
+/* eventfdRead(fd) -> the counter (as a bigint), reset to 0; null when it was 0. */
+static napi_value js_eventfd_read(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int fd;
+  uint64_t value;
+  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
+  ssize_t n;
+  while ((n = read(fd, &value, sizeof value)) < 0 && errno == EINTR) continue;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    napi_get_null(env, &result);
+    return result;
+  }
+  if (n < 0) return fail_errno(env, "read", errno);
+  if (n != sizeof value) return fail_errno(env, "read", EPROTO); /* not an eventfd */
+  napi_create_bigint_uint64(env, value, &result);
+  return result;
+}
+
+/* eventfdWrite(fd, n): adds n (1 .. 2^53 - 1) to the counter. */
+static napi_value js_eventfd_write(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  double d;
+  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_index(env, argv[1], MAX_SAFE_INTEGER, &d) || d == 0)
+    return BAD_ARG(env, "arguments to eventfdWrite");
+  uint64_t value = (uint64_t)d;
+  ssize_t n;
+  while ((n = write(fd, &value, sizeof value)) < 0 && errno == EINTR) continue;
+  if (n < 0) return fail_errno(env, "write", errno);
+  if (n != sizeof value) return fail_errno(env, "write", EPROTO);
+  return NULL;
+}
+
+/* ---- readiness: a uv_poll_t on the event loop that calls back into JS ---- */
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;          /* strong while active */
+  napi_ref self;              /* strong while active: the JS handle lives as long as the poll */
+  napi_async_context context;
+  int fd;                     /* our own duplicate, closed with the handle */
+  bool stopped;               /* unwatch ran (uv_close was asked for) */
+  bool closed;                /* libuv closed the handle */
+  bool collected;             /* the JS handle was finalized */
+} watcher;
+
+static const napi_type_tag WATCHER_TAG = {0x67756573746d656dULL, 0x7761746368657221ULL};
+
+static void watcher_closed(uv_handle_t *h) {
+  watcher *w = h->data;
+  close(w->fd);
+  w->closed = true;
+  if (w->collected) free(w);
+}
+
+static void watcher_cleanup(void *arg);
+
+/* Stops polling and lets go of the JS side; the memory goes when both halves are done. */
+static void watcher_stop(watcher *w, bool from_cleanup) {
+  if (w->stopped) return;
+  w->stopped = true;
+  if (!from_cleanup) napi_remove_env_cleanup_hook(w->env, watcher_cleanup, w);
+  uv_poll_stop(&w->poll);
+  napi_delete_reference(w->env, w->callback);
+  napi_delete_reference(w->env, w->self);
+  napi_async_destroy(w->env, w->context);
+  uv_close((uv_handle_t *)&w->poll, watcher_closed);
+}
+
+static void watcher_cleanup(void *arg) {
+  watcher_stop(arg, true);
+}
+
+static void watcher_finalize(napi_env env, void *data, void *hint) {
+  (void)env, (void)hint;
+  watcher *w = data;
+  w->collected = true;
+  if (w->closed) free(w);
+}
+
+static void watcher_fired(uv_poll_t *h, int status, int events) {
+  watcher *w = h->data;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  napi_value cb, recv, args[2], ignored;
+  if (w->stopped || napi_open_handle_scope(env, &scope) != napi_ok) return;
+  if (napi_get_reference_value(env, w->callback, &cb) == napi_ok && cb != NULL &&
+      napi_get_global(env, &recv) == napi_ok) {
+    /* status is a negative errno from libuv (or 0); the callback may unwatch re-entrantly. */
+    args[0] = int_value(env, status < 0 ? -status : 0);
+    args[1] = int_value(env, status < 0 ? 0 : events);
+    if (napi_make_callback(env, w->context, recv, cb, 2, args, &ignored) == napi_pending_exception) {
+      napi_value error;
+      if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/*
+ * watch(fd, events, callback) -> handle. Calls callback(errno, events) on the event loop each
+ * time the fd is ready (events: 1 readable, 2 writable, 4 disconnect) until unwatch(handle).
+ * An active watcher keeps the process alive, as a Node socket does.
+ */
+static napi_value js_watch(napi_env env, napi_callback_info info) {
+  napi_value argv[3], obj, name;
+  int fd;
+  int32_t events;
+  napi_valuetype type;
+  struct stat st;
+  uv_loop_t *loop;
+  if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) ||
+      napi_get_value_int32(env, argv[1], &events) != napi_ok || events <= 0 ||
+      (events & ~(UV_READABLE | UV_WRITABLE | UV_DISCONNECT)) != 0 ||
+      napi_typeof(env, argv[2], &type) != napi_ok || type != napi_function)
+    return BAD_ARG(env, "arguments to watch");
+  if (fstat(fd, &st) != 0) return fail_errno(env, "fstat", errno);
+  /* epoll refuses regular files and directories: say so here rather than inside libuv. */
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return fail_errno(env, "epoll_ctl", EPERM);
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return fail(env, "ERR_NATIVE_UNAVAILABLE", "no event loop");
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (copy < 0) return fail_errno(env, "fcntl", errno);
+  watcher *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    close(copy);
+    return fail_errno(env, "malloc", ENOMEM);
+  }
+  w->env = env;
+  w->fd = copy;
+  w->poll.data = w;
+  int r = uv_poll_init(loop, &w->poll, copy);
+  if (r != 0) {
+    close(copy);
+    free(w);
+    return fail_errno(env, "uv_poll_init", -r);
+  }
+  if (napi_create_object(env, &obj) != napi_ok ||
+      napi_create_string_utf8(env, "guestmem:watch", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, obj, name, &w->context) != napi_ok) {
+    w->collected = true;
+    w->stopped = true;
+    uv_close((uv_handle_t *)&w->poll, watcher_closed);
+    return fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: cannot create a watcher");
+  }
+  if (napi_wrap(env, obj, w, watcher_finalize, NULL, NULL) != napi_ok) {
+    napi_async_destroy(env, w->context);
+    w->collected = true;
+    w->stopped = true;
+    uv_close((uv_handle_t *)&w->poll, watcher_closed);
+    return fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: cannot create a watcher");
+  }
+  /* From here the finalizer owns the memory's JS half. */
+  napi_type_tag_object(env, obj, &WATCHER_TAG);
+  napi_create_reference(env, argv[2], 1, &w->callback);
+  napi_create_reference(env, obj, 1, &w->self);
+  napi_add_env_cleanup_hook(env, watcher_cleanup, w);
+  r = uv_poll_start(&w->poll, events, watcher_fired);
+  if (r != 0) {
+    watcher_stop(w, false);
+    return fail_errno(env, "uv_poll_start", -r);
+  }
+  return obj;
+}
+
+/* unwatch(handle): stops the watcher. Idempotent; safe inside its own callback. */
+static napi_value js_unwatch(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  napi_valuetype type;
+  bool tagged = false;
+  void *w = NULL;
+  if (!get_args(env, info, 1, argv) || napi_typeof(env, argv[0], &type) != napi_ok ||
+      type != napi_object || napi_check_object_type_tag(env, argv[0], &WATCHER_TAG, &tagged) != napi_ok ||
+      !tagged || napi_unwrap(env, argv[0], &w) != napi_ok)
+    return BAD_ARG(env, "watcher");
+  watcher_stop(w, false);
+  return NULL;
+}
+
 static void make_process_key(void) {
   uint64_t r = 0;
   while (getrandom(&r, sizeof r, 0) < 0 && errno == EINTR) continue;
@@ -428,7 +866,11 @@ NAPI_MODULE_INIT() {
       {"map", js_map},          {"acquire", js_acquire},          {"release", js_release},
       {"wrap", js_wrap},        {"detach", js_detach},            {"madvise", js_madvise},
       {"mlock", js_mlock},      {"memfdCreate", js_memfd_create}, {"sealShrink", js_seal_shrink},
-      {"dup", js_dup},
+      {"dup", js_dup},          {"unixListen", js_unix_listen},   {"unixConnect", js_unix_connect},
+      {"accept", js_accept},    {"socketpair", js_socketpair},    {"adoptSocket", js_adopt_socket},
+      {"recvMsg", js_recv_msg}, {"sendMsg", js_send_msg},         {"eventfd", js_eventfd},
+      {"eventfdRead", js_eventfd_read}, {"eventfdWrite", js_eventfd_write},
+      {"watch", js_watch},      {"unwatch", js_unwatch},
   };
   napi_value value;
   for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {

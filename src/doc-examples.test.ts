@@ -1,9 +1,10 @@
 /**
- * The `@example` blocks of the TSDoc comments run as tests, so that the API docs cannot rot.
+ * The `@example` blocks of the TSDoc comments, and the README's TypeScript blocks that import
+ * guestmem, run as tests, so that the docs cannot rot.
  *
  * Each block is transpiled and run as a module of its own inside the package, with every export
  * of `guestmem` (and of `guestmem/mmap` or `guestmem/virtio` for blocks in src/mmap/, src/virtio/)
- * in scope. A line ending in `// => value` asserts that its expression (or the variable it
+ * in scope (README blocks bring their own imports). A line ending in `// => value` asserts that its expression (or the variable it
  * declares) deep-equals `value`.
  */
 import assert from 'node:assert/strict';
@@ -20,6 +21,8 @@ interface Example {
   file: string;
   line: number;
   code: string;
+  /** The block imports what it uses itself. */
+  standalone?: boolean;
 }
 
 /** The `@example` blocks of the sources under `src/`, outside tests and test helpers. */
@@ -42,6 +45,14 @@ function examples(): Example[] {
     }
   };
   walk(join(root, 'src'));
+  const readme = readFileSync(join(root, 'README.md'), 'utf8').split('\n');
+  for (let i = 0; i < readme.length; i++) {
+    if (readme[i] !== '```ts') continue;
+    const end = readme.indexOf('```', i + 1);
+    const code = readme.slice(i + 1, end).join('\n');
+    if (/ from 'guestmem(\/[\w-]+)?';$/m.test(code)) found.push({ file: 'README.md', line: i + 1, code, standalone: true });
+    i = end;
+  }
   return found;
 }
 
@@ -67,7 +78,10 @@ const modules: Record<string, Record<string, unknown>> = {
 
 describe('documentation examples', () => {
   const all = examples();
-  it('finds the examples', () => assert.ok(all.length >= 5, `only ${all.length} @example blocks found`));
+  it('finds the examples', () => {
+    assert.ok(all.length >= 5, `only ${all.length} @example blocks found`);
+    assert.ok(all.some((ex) => ex.file === 'README.md'), 'the README has no TypeScript block to run');
+  });
   mkdirSync(out, { recursive: true });
   for (const ex of all) {
     it(`${ex.file}:${ex.line}`, () => {
@@ -75,7 +89,7 @@ describe('documentation examples', () => {
       const from = sub === undefined ? ['guestmem'] : ['guestmem', `guestmem/${sub}`];
       const prelude = [
         "import __assert from 'node:assert/strict';",
-        ...from.map((m, i) => `import * as __m${i} from '${m}';\nconst { ${Object.keys(modules[m]).join(', ')} } = __m${i};`),
+        ...(ex.standalone ? [] : from).map((m, i) => `import * as __m${i} from '${m}';\nconst { ${Object.keys(modules[m]).join(', ')} } = __m${i};`),
       ].join('\n');
       const js = ts.transpileModule(withAssertions(ex.code), {
         compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ESNext },
