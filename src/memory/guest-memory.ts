@@ -481,6 +481,9 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     validateIndex(addr, 'address');
     validateIndex(length, 'length');
     const end = addr + length;
+    // Inside the last region hit (never the scratch span: its bounds are NaN): no lookup.
+    const last = this._span;
+    if (addr >= last.start && end <= last.end && !(write && last.readOnly)) return;
     for (let cur = addr; cur < end; ) {
       const i = this.#indexOf(cur);
       if (i < 0) throw invalidAddress(cur, length, addr);
