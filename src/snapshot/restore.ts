@@ -35,12 +35,20 @@ interface OpenSnapshot {
  * `ERR_SNAPSHOT_IO` and leaves memory partly restored.
  *
  * @throws {SnapshotError} `ERR_SNAPSHOT_INVALID`, `ERR_SNAPSHOT_LAYOUT_MISMATCH`,
- * `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG`.
+ * `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG` (bad options, or a read-only
+ * region in `mem`).
  */
 export function restoreSnapshot(mem: GuestMemory, path: string, options: RestoreSnapshotOptions = {}): void {
   const onProgress = validateOptions(options);
   withSnapshots(path, validateDiffs(options.diffs), (base, diffs) => {
     for (const s of [base, ...diffs]) checkSameLayout(s.layout, mem, s.path);
+    const readOnly = mem.regions().find((r) => r.readOnly);
+    if (readOnly !== undefined) {
+      throw new SnapshotError('ERR_INVALID_ARG', `region ${readOnly.range} is read-only: a snapshot cannot be restored into it`, {
+        address: readOnly.start,
+        length: readOnly.length,
+      });
+    }
     const total = base.layout.size + diffs.reduce((n, d) => n + dataBytes(d.layout), 0);
     let done = 0;
     const regions = mem.regions();
