@@ -400,6 +400,8 @@ export class MemoryManager {
    * handler, nothing by the unmapped policy; a read that straddles spans is split at their edges.
    *
    * @throws {MemoryManagerError} `ERR_UNMAPPED_ACCESS` (policy `'error'`), `ERR_ACCESS_SIZE`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for an address that is not a safe integer, or an
+   *   access whose last byte lies beyond 2^53 - 1.
    */
   read(addr: GuestAddress, size: AccessSize): number {
     return this.#table.read(addr, size);
@@ -410,6 +412,7 @@ export class MemoryManager {
    *
    * @throws {MemoryManagerError} `ERR_UNMAPPED_ACCESS`, `ERR_READ_ONLY` (policy `'error'`),
    *   `ERR_ACCESS_SIZE`, `ERR_INVALID_ARG`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS`, as {@link MemoryManager.read}.
    */
   write(addr: GuestAddress, size: AccessSize, value: number): void {
     this.#table.write(addr, size, value);
