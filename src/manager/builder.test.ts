@@ -163,6 +163,8 @@ test('layouts that are empty, unsorted or overlapping are refused', () => {
     { ram: [R(0, 0x2000)], mmio: [R(0x4000, 0)] },
     { ram: [[0, 0x1000]] as never },
     undefined as never,
+    { ram: 5 as never },
+    { ram: [R(0, 0x1000)], mmio: {} as never },
   ];
   for (const layout of bad) assert.throws(() => new GuestMemoryBuilder().build(layout), { code: 'ERR_INVALID_LAYOUT' });
 });

@@ -152,8 +152,8 @@ export class GuestMemoryBuilder {
    *   `ERR_ALIAS_MAP_WONT_FIT`, `ERR_RAM_TOO_LARGE`, `ERR_ALLOCATION_FAILED`.
    */
   build(layout: MemoryLayout): BuiltMemory {
-    const ram = [...(layout?.ram ?? [])];
-    const mmio = [...(layout?.mmio ?? [])];
+    const ram = rangesOf(layout?.ram);
+    const mmio = rangesOf(layout?.mmio);
     checkLayout(ram, mmio);
     const maxAddr = Math.max(...ram.map((r) => r.end), ...mmio.map((r) => r.end));
     let ranges = ram.map((range, i) => ({ range, name: `ram-${i}` }));
@@ -231,9 +231,17 @@ export class GuestMemoryBuilder {
   }
 }
 
+const bad = (why: string, r?: AddressRange) =>
+  new MemoryManagerError('ERR_INVALID_LAYOUT', `invalid memory layout: ${why}`, { address: r?.start, length: r?.length });
+
+/** A copy of a layout's list of ranges (none when it is left out). */
+function rangesOf(list: Iterable<AddressRange<GuestAddress>> | undefined): AddressRange<GuestAddress>[] {
+  if (list === undefined) return [];
+  if (typeof (list as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== 'function') throw bad('ram and mmio must be arrays of ranges');
+  return [...list];
+}
+
 function checkLayout(ram: AddressRange<GuestAddress>[], mmio: AddressRange<GuestAddress>[]): void {
-  const bad = (why: string, r?: AddressRange) =>
-    new MemoryManagerError('ERR_INVALID_LAYOUT', `invalid memory layout: ${why}`, { address: r?.start, length: r?.length });
   if (ram.length === 0) throw bad('no RAM ranges');
   for (const r of [...ram, ...mmio]) {
     if (!(r instanceof AddressRange)) throw bad('ranges must be AddressRange objects');

@@ -5,7 +5,7 @@ import { AddressRange } from '../address/range.js';
 import { MemoryBacking } from './backing.js';
 import type { FlatSpan, FlatViewEvent } from './flat-view.js';
 import { MemoryManager } from './manager.js';
-import type { AccessSize, MmioHandler } from './regions.js';
+import type { AccessSize, MmioHandler, Region } from './regions.js';
 
 const G = GuestAddress;
 const R = (start: number, length: number) => AddressRange.fromLength(G(start), length);
@@ -279,6 +279,12 @@ test('region descriptions are checked before anything changes', () => {
   assert.throws(() => new MemoryManager({ unmapped: 'loud' as never }), { code: 'ERR_INVALID_ARG' });
   assert.deepEqual(mm.regions(), []);
   assert.equal(mm.generation, 2);
+  // What the manager hands out cannot change its state.
+  mm.addRam({ name: 'kept', start: G(0), length: 16, backing });
+  assert.throws(() => (mm.regions() as Region[]).push(r), TypeError);
+  assert.deepEqual(mm.regions().map((x) => x.name), ['kept']);
+  assert.throws(() => mm.restrict(null as never), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG' });
+  assert.throws(() => mm.restrict(5 as never), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG' });
 });
 
 test('listeners get ordered events, the current spans first, and may not change the layout', () => {

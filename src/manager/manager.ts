@@ -50,7 +50,7 @@ export type FlatViewListener = (events: readonly FlatViewEvent[]) => void;
  * mm.memory().readU32LE(GuestAddress(0x1000)); // => 0xc0ffee
  */
 export class MemoryManager {
-  #regions: readonly Region[] = [];
+  #regions: readonly Region[] = Object.freeze([]);
   #spans: readonly FlatSpan[] = [];
   #writeSpans: readonly FlatSpan[] = [];
   #table: AccessTable;
@@ -162,7 +162,7 @@ export class MemoryManager {
       });
     }
     this.#change(() => {
-      this.#regions = [...this.#regions, region];
+      this.#regions = Object.freeze([...this.#regions, region]);
     });
     return region;
   }
@@ -182,7 +182,7 @@ export class MemoryManager {
       });
     }
     this.#change(() => {
-      this.#regions = this.#regions.filter((r) => r !== region);
+      this.#regions = Object.freeze(this.#regions.filter((r) => r !== region));
     });
   }
 
@@ -328,7 +328,7 @@ export class MemoryManager {
 
   // ---- what the layout produces ------------------------------------------------------------------
 
-  /** The regions, in the order they were added. */
+  /** The regions, in the order they were added (a frozen array). */
   regions(): readonly Region[] {
     return this.#regions;
   }
@@ -364,8 +364,13 @@ export class MemoryManager {
    * A guest memory limited to `ranges` (e.g. a device's DMA window): the readable spans inside
    * them, following the layout as it changes. A device handed it cannot reach anything else:
    * other addresses fail with `ERR_GUEST_ADDRESS_INVALID`.
+   *
+   * @throws {MemoryManagerError} `ERR_INVALID_ARG` unless `ranges` is an iterable of AddressRange.
    */
   restrict(ranges: Iterable<AddressRange<GuestAddress>>): RestrictedMemory {
+    if (typeof (ranges as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== 'function') {
+      throw new MemoryManagerError('ERR_INVALID_ARG', 'restrict takes an iterable of AddressRange objects');
+    }
     return new RestrictedMemory(this, [...ranges]);
   }
 
