@@ -228,7 +228,7 @@ export class AtomicBitmap implements Bitmap {
     byteLength: number,
     options: { pageSize?: number | undefined; offset?: number | undefined } = {},
   ): AtomicBitmap {
-    const { pageSize = DEFAULT_PAGE_SIZE, offset = 0 } = options;
+    const { pageSize = DEFAULT_PAGE_SIZE, offset = 0 } = options ?? {};
     checkPageSize(pageSize);
     const bytes = wordBytes(pagesFor(byteLength, pageSize));
     validateIndex(offset, 'offset');

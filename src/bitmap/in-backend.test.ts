@@ -43,5 +43,6 @@ describe('AtomicBitmap.inBackend: words in memory another side maps', () => {
     ];
     for (const [what, f] of cases) assert.throws(f, { name: 'BitmapError', code: 'ERR_BITMAP_INVALID' }, what);
     assert.throws(() => AtomicBitmap.inBackend(shared, PAGE, { offset: -8 }), { code: 'ERR_INVALID_ADDRESS' });
+    assert.equal(AtomicBitmap.inBackend(shared, PAGE, null as never).backing?.offset, 0, 'null options are the defaults');
   });
 });
