@@ -4,7 +4,7 @@ import type { MemoryBackend } from '../backend/backend.js';
 import type { Bitmap } from '../bitmap/bitmap.js';
 import { hex } from '../errors.js';
 import { MemoryBacking } from './backing.js';
-import type { UnmappedPolicy } from './dispatch.js';
+import { type UnmappedPolicy, validatePolicy } from './dispatch.js';
 import { MemoryManagerError } from './errors.js';
 import { MemoryManager } from './manager.js';
 import type { Region } from './regions.js';
@@ -138,9 +138,7 @@ export class GuestMemoryBuilder {
 
   /** The manager's policy for accesses to nothing (default `'ignore'`). */
   unmapped(policy: UnmappedPolicy): this {
-    if (policy !== 'ignore' && policy !== 'error') {
-      throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
-    }
+    validatePolicy(policy);
     this.#unmapped = policy;
     return this;
   }

@@ -15,6 +15,13 @@ import type { AccessSize, MmioHandler, RomWriteHandler } from './regions.js';
  */
 export type UnmappedPolicy = 'ignore' | 'error';
 
+/** Throws `ERR_INVALID_ARG` unless `policy` is an {@link UnmappedPolicy}. */
+export function validatePolicy(policy: unknown): asserts policy is UnmappedPolicy {
+  if (policy !== 'ignore' && policy !== 'error') {
+    throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
+  }
+}
+
 /** One piece of the flat view as dispatch uses it: a backed region, or an MMIO handler. */
 interface Entry {
   readonly start: number;

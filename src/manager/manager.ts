@@ -4,7 +4,7 @@ import { hex } from '../errors.js';
 import { GuestMemory, GuestMemoryAtomic } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { MemoryBacking } from './backing.js';
-import { AccessTable, type UnmappedPolicy } from './dispatch.js';
+import { AccessTable, type UnmappedPolicy, validatePolicy } from './dispatch.js';
 import { MemoryManagerError } from './errors.js';
 import { computeFlatView, diffFlatViews, type FlatSpan, type FlatViewEvent } from './flat-view.js';
 import { formatMtree } from './mtree.js';
@@ -64,9 +64,7 @@ export class MemoryManager {
 
   constructor(options: MemoryManagerOptions = {}) {
     const policy = options.unmapped ?? 'ignore';
-    if (policy !== 'ignore' && policy !== 'error') {
-      throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
-    }
+    validatePolicy(policy);
     this.#policy = policy;
     this.#table = new AccessTable([], [], () => [], policy);
   }

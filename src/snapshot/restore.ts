@@ -8,7 +8,7 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { hex } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { SnapshotError } from './errors.js';
-import { checkSameLayout, ioError, readLayout, type SnapshotLayout, writeLayout } from './layout.js';
+import { checkSameLayout, ioError, readLayout, sameRegions, type SnapshotLayout, writeLayout } from './layout.js';
 import { PROGRESS_STEP, type ProgressCallback, validateOptions, type WriteSnapshotOptions } from './write.js';
 
 /** Options of {@link restoreSnapshot} and {@link mergeSnapshots}. */
@@ -157,9 +157,7 @@ function openSnapshot(path: string, kind: SnapshotLayout['kind'], flags: string)
 }
 
 function checkSameRegions(diff: OpenSnapshot, base: OpenSnapshot): void {
-  const a = diff.layout.regions;
-  const b = base.layout.regions;
-  if (a.length !== b.length || a.some((r, i) => r.start !== b[i].start || r.length !== b[i].length)) {
+  if (!sameRegions(diff.layout.regions, base.layout.regions)) {
     throw new SnapshotError('ERR_SNAPSHOT_LAYOUT_MISMATCH', `${diff.path} is a diff of another memory layout than ${base.path}`);
   }
 }
