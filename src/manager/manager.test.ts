@@ -388,6 +388,8 @@ test('batch: several changes as one, or none of them', () => {
   assert.equal(pams[3].visibility, 'unmapped');
   assert.equal(calls.length, 1);
   assert.equal(mm.generation, generation + 1);
+  assert.throws(() => mm.batch(5 as never), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG' });
+  assert.equal(mm.generation, generation + 1);
   // From a listener, batches are refused like every change, from its first events on.
   const reentrant = (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause.code === 'ERR_REENTRANT_CHANGE';
   assert.throws(() => mm.subscribe(() => mm.batch(() => {})), reentrant);

@@ -247,7 +247,8 @@ export class MemoryManager {
    * `changes` throws, every change it made is undone and the error passes on.
    *
    * @throws {MemoryManagerError} `ERR_REENTRANT_CHANGE` from inside a listener,
-   *   `ERR_LISTENER_FAILED` after the change when a listener threw.
+   *   `ERR_LISTENER_FAILED` after the change when a listener threw, `ERR_INVALID_ARG` when
+   *   `changes` is not a function.
    * @example
    * const { manager, ram } = new GuestMemoryBuilder().x86LegacySupport(true).build({ ram: [AddressRange.fromLength(GuestAddress(0), 0x200000)] });
    * const pams = ram.filter((r) => r.name.startsWith('pam-'));
@@ -259,6 +260,7 @@ export class MemoryManager {
    * calls; // => 2
    */
   batch(changes: () => void): void {
+    if (typeof changes !== 'function') throw new MemoryManagerError('ERR_INVALID_ARG', 'batch takes a function that makes the changes');
     if (this.#notifying) {
       throw new MemoryManagerError('ERR_REENTRANT_CHANGE', 'the memory layout cannot change from inside a listener');
     }
