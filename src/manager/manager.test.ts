@@ -317,6 +317,17 @@ test('listeners get ordered events, the current spans first, and may not change 
   assert.throws(() => mm.map(ram), (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause.message === 'boom');
   assert.equal(ram.visibility, 'read-write');
   assert.deepEqual(seen, [1, 2]);
+  // Nor can one listener change the events the next one gets.
+  const mm3 = new MemoryManager();
+  const r3 = mm3.addRam({ name: 'r', start: G(0), length: 0x1000, backing });
+  const got: string[] = [];
+  const truncate = (events: readonly FlatViewEvent[]) => {
+    (events as FlatViewEvent[]).length = 0;
+  };
+  assert.throws(() => mm3.subscribe(truncate), (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause instanceof TypeError);
+  mm3.subscribe((events) => got.push(...events.map((e) => e.type)));
+  assert.throws(() => mm3.unmap(r3), (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause instanceof TypeError);
+  assert.deepEqual(got, ['added', 'removed']);
 
   // Changing the layout from a listener is refused.
   const mm2 = new MemoryManager();

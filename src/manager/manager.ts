@@ -305,6 +305,9 @@ export class MemoryManager {
 
   #notify(events: FlatViewEvent[], only?: FlatViewListener): void {
     if (events.length === 0) return;
+    // Every listener gets the same events: none may change them for the next.
+    Object.freeze(events);
+    for (const e of events) Object.freeze(e);
     const failures: unknown[] = [];
     const was = this.#notifying;
     this.#notifying = true;
