@@ -221,21 +221,24 @@ export class AtomicBitmap implements Bitmap {
    * bitmap is used: once closed, marks throw.
    *
    * @throws {BitmapError} `ERR_BITMAP_INVALID` for a backend no other worker can see, an
-   * offset that is not a multiple of 8, words that do not fit the backend, or a bad geometry.
+   * offset that is not a multiple of 8 (or words that would not be 4-byte aligned in the
+   * backend's buffer), words that do not fit the backend, or a bad geometry.
    */
   static inBackend(
     backend: MemoryBackend,
     byteLength: number,
     options: { pageSize?: number | undefined; offset?: number | undefined } = {},
   ): AtomicBitmap {
-    const { pageSize = DEFAULT_PAGE_SIZE, offset = 0 } = options;
+    const { pageSize = DEFAULT_PAGE_SIZE, offset = 0 } = options ?? {};
     checkPageSize(pageSize);
     const bytes = wordBytes(pagesFor(byteLength, pageSize));
     validateIndex(offset, 'offset');
-    if (!backend.shared || offset % 8 !== 0 || offset + bytes > backend.size) {
+    // The words are 32-bit for Atomics: where the backend itself starts counts too.
+    const misaligned = offset % 8 !== 0 || (backend.byteOffset + offset) % 4 !== 0;
+    if (!backend.shared || misaligned || offset + bytes > backend.size) {
       throw new BitmapError(
         'ERR_BITMAP_INVALID',
-        `bitmap words need ${hex(bytes)} bytes at an 8-byte aligned offset of shared memory; got offset ${hex(offset)} of ${hex(backend.size)} bytes of ${backend.shared ? '' : 'non-'}shared ${backend.kind} memory`,
+        `bitmap words need ${hex(bytes)} bytes at an 8-byte aligned offset of shared memory; got offset ${hex(offset)} of ${hex(backend.size)} bytes of ${backend.shared ? '' : 'non-'}shared ${backend.kind} memory at buffer offset ${hex(backend.byteOffset)}`,
         { address: offset, length: bytes },
       );
     }

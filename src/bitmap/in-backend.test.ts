@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { heapBackend, sharedBackend } from '../backend/buffer.js';
+import { adoptBackend, heapBackend, sharedBackend } from '../backend/buffer.js';
 import { AtomicBitmap } from './atomic-bitmap.js';
 
 const PAGE = 4096;
@@ -37,11 +37,13 @@ describe('AtomicBitmap.inBackend: words in memory another side maps', () => {
     const cases: [string, () => unknown][] = [
       ['heap', () => AtomicBitmap.inBackend(heapBackend(16), PAGE)],
       ['misaligned', () => AtomicBitmap.inBackend(shared, PAGE, { offset: 4 })],
+      ['misaligned in its buffer', () => AtomicBitmap.inBackend(adoptBackend(new Uint8Array(new SharedArrayBuffer(64), 1, 32)), PAGE)],
       ['too small', () => AtomicBitmap.inBackend(shared, 129 * PAGE)],
       ['too small at offset', () => AtomicBitmap.inBackend(shared, 65 * PAGE, { offset: 8 })],
       ['page size', () => AtomicBitmap.inBackend(shared, PAGE, { pageSize: 3 })],
     ];
     for (const [what, f] of cases) assert.throws(f, { name: 'BitmapError', code: 'ERR_BITMAP_INVALID' }, what);
     assert.throws(() => AtomicBitmap.inBackend(shared, PAGE, { offset: -8 }), { code: 'ERR_INVALID_ADDRESS' });
+    assert.equal(AtomicBitmap.inBackend(shared, PAGE, null as never).backing?.offset, 0, 'null options are the defaults');
   });
 });

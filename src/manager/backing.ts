@@ -2,6 +2,7 @@ import { type GuestAddress, validateIndex } from '../address/address.js';
 import type { MemoryBackend } from '../backend/backend.js';
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { MAX_VIEW_BYTES } from '../backend/views.js';
+import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import type { Bitmap } from '../bitmap/bitmap.js';
 import { hex } from '../errors.js';
 import { GuestMemoryRegion } from '../region/region.js';
@@ -28,7 +29,7 @@ export class MemoryBacking {
 
   /**
    * @throws {MemoryManagerError} `ERR_INVALID_ARG` when given no chunks, something that is not
-   * a backend, or a bitmap that is not one.
+   * a backend, a bitmap that is not one, or an {@link AtomicBitmap} shorter than the chunks.
    */
   constructor(chunks: MemoryBackend | readonly MemoryBackend[], options: { bitmap?: Bitmap | undefined } = {}) {
     const list = Array.isArray(chunks) ? [...chunks] : [chunks as MemoryBackend];
@@ -39,13 +40,20 @@ export class MemoryBacking {
     if (bitmap !== undefined && (typeof bitmap?.markDirty !== 'function' || typeof bitmap.sliceAt !== 'function')) {
       throw new MemoryManagerError('ERR_INVALID_ARG', 'bitmap must be a Bitmap (markDirty, dirtyAt, sliceAt)');
     }
-    this.bitmap = bitmap;
     const starts: number[] = [];
     let size = 0;
     for (const c of list) {
       starts.push(size);
       size += c.size;
     }
+    // Writes mark after they land: a bitmap that stops short would fail writes half-done.
+    if (bitmap instanceof AtomicBitmap && bitmap.byteLength < size) {
+      throw new MemoryManagerError('ERR_INVALID_ARG', `the dirty bitmap covers ${hex(bitmap.byteLength)} bytes of a ${hex(size)}-byte backing`, {
+        length: bitmap.byteLength,
+        expected: size,
+      });
+    }
+    this.bitmap = bitmap;
     this.chunks = Object.freeze(list);
     this.size = size;
     this.#starts = starts;
@@ -67,11 +75,13 @@ export class MemoryBacking {
         expected: MAX_VIEW_BYTES,
       });
     }
+    let backend: MemoryBackend;
     try {
-      return new MemoryBacking(options.shared === true ? sharedBackend(size) : heapBackend(size), options);
+      backend = options.shared === true ? sharedBackend(size) : heapBackend(size);
     } catch (err) {
       throw new MemoryManagerError('ERR_ALLOCATION_FAILED', `cannot allocate ${hex(size)} bytes of guest RAM`, { length: size, cause: err });
     }
+    return new MemoryBacking(backend, options);
   }
 
   /**

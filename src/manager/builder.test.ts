@@ -163,6 +163,8 @@ test('layouts that are empty, unsorted or overlapping are refused', () => {
     { ram: [R(0, 0x2000)], mmio: [R(0x4000, 0)] },
     { ram: [[0, 0x1000]] as never },
     undefined as never,
+    { ram: 5 as never },
+    { ram: [R(0, 0x1000)], mmio: {} as never },
   ];
   for (const layout of bad) assert.throws(() => new GuestMemoryBuilder().build(layout), { code: 'ERR_INVALID_LAYOUT' });
 });
@@ -227,4 +229,8 @@ test('a dirty bitmap over the backing sees every write path, at backing offsets'
   assert.deepEqual(pagesOf(bitmap), [1, 5, 0x13]);
   assert.equal(built.backing.bitmap, bitmap);
   assert.throws(() => new MemoryBacking(heapBackend(16), { bitmap: {} as never }), { code: 'ERR_INVALID_ARG' });
+  // Bits for less than the backing: a write past them would land and then fail to mark.
+  const short = new GuestMemoryBuilder().dirtyBitmap(new AtomicBitmap(0x1000));
+  assert.throws(() => short.build({ ram: [R(0, 0x2000)] }), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG', length: 0x1000, expected: 0x2000 });
+  assert.throws(() => new MemoryBacking([heapBackend(0x1000), heapBackend(16)], { bitmap: new AtomicBitmap(0x1000) }), { code: 'ERR_INVALID_ARG' });
 });

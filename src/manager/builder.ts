@@ -4,7 +4,7 @@ import type { MemoryBackend } from '../backend/backend.js';
 import type { Bitmap } from '../bitmap/bitmap.js';
 import { hex } from '../errors.js';
 import { MemoryBacking } from './backing.js';
-import type { UnmappedPolicy } from './dispatch.js';
+import { type UnmappedPolicy, validatePolicy } from './dispatch.js';
 import { MemoryManagerError } from './errors.js';
 import { MemoryManager } from './manager.js';
 import type { Region } from './regions.js';
@@ -138,9 +138,7 @@ export class GuestMemoryBuilder {
 
   /** The manager's policy for accesses to nothing (default `'ignore'`). */
   unmapped(policy: UnmappedPolicy): this {
-    if (policy !== 'ignore' && policy !== 'error') {
-      throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
-    }
+    validatePolicy(policy);
     this.#unmapped = policy;
     return this;
   }
@@ -152,8 +150,8 @@ export class GuestMemoryBuilder {
    *   `ERR_ALIAS_MAP_WONT_FIT`, `ERR_RAM_TOO_LARGE`, `ERR_ALLOCATION_FAILED`.
    */
   build(layout: MemoryLayout): BuiltMemory {
-    const ram = [...(layout?.ram ?? [])];
-    const mmio = [...(layout?.mmio ?? [])];
+    const ram = rangesOf(layout?.ram);
+    const mmio = rangesOf(layout?.mmio);
     checkLayout(ram, mmio);
     const maxAddr = Math.max(...ram.map((r) => r.end), ...mmio.map((r) => r.end));
     let ranges = ram.map((range, i) => ({ range, name: `ram-${i}` }));
@@ -231,9 +229,17 @@ export class GuestMemoryBuilder {
   }
 }
 
+const bad = (why: string, r?: AddressRange) =>
+  new MemoryManagerError('ERR_INVALID_LAYOUT', `invalid memory layout: ${why}`, { address: r?.start, length: r?.length });
+
+/** A copy of a layout's list of ranges (none when it is left out). */
+function rangesOf(list: Iterable<AddressRange<GuestAddress>> | undefined): AddressRange<GuestAddress>[] {
+  if (list === undefined) return [];
+  if (typeof (list as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== 'function') throw bad('ram and mmio must be arrays of ranges');
+  return [...list];
+}
+
 function checkLayout(ram: AddressRange<GuestAddress>[], mmio: AddressRange<GuestAddress>[]): void {
-  const bad = (why: string, r?: AddressRange) =>
-    new MemoryManagerError('ERR_INVALID_LAYOUT', `invalid memory layout: ${why}`, { address: r?.start, length: r?.length });
   if (ram.length === 0) throw bad('no RAM ranges');
   for (const r of [...ram, ...mmio]) {
     if (!(r instanceof AddressRange)) throw bad('ranges must be AddressRange objects');

@@ -152,6 +152,15 @@ test('bad sizes, values and addresses are typed errors', () => {
   // After a hit, a fractional address next to it still misses the fast path and is refused.
   mm.read(G(0x10), 4);
   assert.throws(() => mm.read(16.5 as never, 1), { code: 'ERR_INVALID_ADDRESS' });
+  // The last byte of an access must be a safe address too (past 2^53 the hole's size rounds).
+  const top = Number.MAX_SAFE_INTEGER;
+  assert.equal(mm.read(G(top - 3), 4), 0xffffffff);
+  assert.equal(mm.read(G(top - 1), 2), 0xffff);
+  assert.equal(mm.read(G(top), 1), 0xff);
+  for (const [addr, size] of [[top, 4], [top, 2], [top - 2, 4]] as const) {
+    assert.throws(() => mm.read(G(addr), size), { name: 'AddressError', code: 'ERR_INVALID_ADDRESS' });
+    assert.throws(() => mm.write(G(addr), size, 0), { name: 'AddressError', code: 'ERR_INVALID_ADDRESS' });
+  }
 });
 
 test('an MMIO handler that answers out of range is masked to the access size', () => {

@@ -1,4 +1,5 @@
 import { type GuestAddress, type MemoryRegionAddress, validateIndex } from '../address/address.js';
+import { AddressError } from '../address/errors.js';
 import { hex } from '../errors.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { MemoryManagerError } from './errors.js';
@@ -13,6 +14,13 @@ import type { AccessSize, MmioHandler, RomWriteHandler } from './regions.js';
  * nowhere.
  */
 export type UnmappedPolicy = 'ignore' | 'error';
+
+/** Throws `ERR_INVALID_ARG` unless `policy` is an {@link UnmappedPolicy}. */
+export function validatePolicy(policy: unknown): asserts policy is UnmappedPolicy {
+  if (policy !== 'ignore' && policy !== 'error') {
+    throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
+  }
+}
 
 /** One piece of the flat view as dispatch uses it: a backed region, or an MMIO handler. */
 interface Entry {
@@ -145,7 +153,8 @@ export class AccessTable {
    * The `size`-byte little-endian value at `addr`, as the guest reads it.
    *
    * @throws {MemoryManagerError} `ERR_UNMAPPED_ACCESS` (policy `'error'`), `ERR_ACCESS_SIZE`.
-   * @throws {AddressError} `ERR_INVALID_ADDRESS` for an address that is not a safe integer.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for an address that is not a safe integer, or an
+   *   access whose last byte lies beyond 2^53 - 1.
    */
   read(addr: GuestAddress, size: AccessSize): number {
     if (typeof addr === 'number') {
@@ -173,6 +182,7 @@ export class AccessTable {
    * @throws {MemoryManagerError} `ERR_READ_ONLY` (read-only RAM with nothing below it) and
    *   `ERR_UNMAPPED_ACCESS` under policy `'error'`, `ERR_ACCESS_SIZE`, `ERR_INVALID_ARG` for a
    *   value that is not a `size`-byte unsigned integer. Nothing is written when any is thrown.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS`, as for reads.
    */
   write(addr: GuestAddress, size: AccessSize, value: number): void {
     if (typeof addr === 'number') {
@@ -236,6 +246,10 @@ export class AccessTable {
   #resolve(table: SpanTable, addr: number, size: AccessSize, write: boolean): Piece[] {
     validateIndex(addr, 'address');
     validateSize(size);
+    // Compared, not summed: past 2^53 the sum rounds back into the safe range.
+    if (addr > Number.MAX_SAFE_INTEGER - (size - 1)) {
+      throw new AddressError('ERR_INVALID_ADDRESS', `a ${size}-byte access at ${hex(addr)} ends beyond 2^53 - 1`, { address: addr, length: size });
+    }
     const pieces: Piece[] = [];
     const end = addr + size;
     for (let cur = addr; cur < end; ) {

@@ -5,7 +5,7 @@ import { AddressRange } from '../address/range.js';
 import { MemoryBacking } from './backing.js';
 import type { FlatSpan, FlatViewEvent } from './flat-view.js';
 import { MemoryManager } from './manager.js';
-import type { AccessSize, MmioHandler } from './regions.js';
+import type { AccessSize, MmioHandler, Region } from './regions.js';
 
 const G = GuestAddress;
 const R = (start: number, length: number) => AddressRange.fromLength(G(start), length);
@@ -279,6 +279,12 @@ test('region descriptions are checked before anything changes', () => {
   assert.throws(() => new MemoryManager({ unmapped: 'loud' as never }), { code: 'ERR_INVALID_ARG' });
   assert.deepEqual(mm.regions(), []);
   assert.equal(mm.generation, 2);
+  // What the manager hands out cannot change its state.
+  mm.addRam({ name: 'kept', start: G(0), length: 16, backing });
+  assert.throws(() => (mm.regions() as Region[]).push(r), TypeError);
+  assert.deepEqual(mm.regions().map((x) => x.name), ['kept']);
+  assert.throws(() => mm.restrict(null as never), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG' });
+  assert.throws(() => mm.restrict(5 as never), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG' });
 });
 
 test('listeners get ordered events, the current spans first, and may not change the layout', () => {
@@ -311,6 +317,17 @@ test('listeners get ordered events, the current spans first, and may not change 
   assert.throws(() => mm.map(ram), (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause.message === 'boom');
   assert.equal(ram.visibility, 'read-write');
   assert.deepEqual(seen, [1, 2]);
+  // Nor can one listener change the events the next one gets.
+  const mm3 = new MemoryManager();
+  const r3 = mm3.addRam({ name: 'r', start: G(0), length: 0x1000, backing });
+  const got: string[] = [];
+  const truncate = (events: readonly FlatViewEvent[]) => {
+    (events as FlatViewEvent[]).length = 0;
+  };
+  assert.throws(() => mm3.subscribe(truncate), (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause instanceof TypeError);
+  mm3.subscribe((events) => got.push(...events.map((e) => e.type)));
+  assert.throws(() => mm3.unmap(r3), (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause instanceof TypeError);
+  assert.deepEqual(got, ['added', 'removed']);
 
   // Changing the layout from a listener is refused.
   const mm2 = new MemoryManager();
@@ -381,6 +398,8 @@ test('batch: several changes as one, or none of them', () => {
   assert.deepEqual(mm.regions(), pams);
   assert.equal(pams[3].visibility, 'unmapped');
   assert.equal(calls.length, 1);
+  assert.equal(mm.generation, generation + 1);
+  assert.throws(() => mm.batch(5 as never), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG' });
   assert.equal(mm.generation, generation + 1);
   // From a listener, batches are refused like every change, from its first events on.
   const reentrant = (e: any) => e.code === 'ERR_LISTENER_FAILED' && e.cause.code === 'ERR_REENTRANT_CHANGE';

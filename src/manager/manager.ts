@@ -4,7 +4,7 @@ import { hex } from '../errors.js';
 import { GuestMemory, GuestMemoryAtomic } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { MemoryBacking } from './backing.js';
-import { AccessTable, type UnmappedPolicy } from './dispatch.js';
+import { AccessTable, type UnmappedPolicy, validatePolicy } from './dispatch.js';
 import { MemoryManagerError } from './errors.js';
 import { computeFlatView, diffFlatViews, type FlatSpan, type FlatViewEvent } from './flat-view.js';
 import { formatMtree } from './mtree.js';
@@ -50,7 +50,7 @@ export type FlatViewListener = (events: readonly FlatViewEvent[]) => void;
  * mm.memory().readU32LE(GuestAddress(0x1000)); // => 0xc0ffee
  */
 export class MemoryManager {
-  #regions: readonly Region[] = [];
+  #regions: readonly Region[] = Object.freeze([]);
   #spans: readonly FlatSpan[] = [];
   #writeSpans: readonly FlatSpan[] = [];
   #table: AccessTable;
@@ -64,9 +64,7 @@ export class MemoryManager {
 
   constructor(options: MemoryManagerOptions = {}) {
     const policy = options.unmapped ?? 'ignore';
-    if (policy !== 'ignore' && policy !== 'error') {
-      throw new MemoryManagerError('ERR_INVALID_ARG', `unmapped must be 'ignore' or 'error', got ${String(policy)}`);
-    }
+    validatePolicy(policy);
     this.#policy = policy;
     this.#table = new AccessTable([], [], () => [], policy);
   }
@@ -162,7 +160,7 @@ export class MemoryManager {
       });
     }
     this.#change(() => {
-      this.#regions = [...this.#regions, region];
+      this.#regions = Object.freeze([...this.#regions, region]);
     });
     return region;
   }
@@ -182,7 +180,7 @@ export class MemoryManager {
       });
     }
     this.#change(() => {
-      this.#regions = this.#regions.filter((r) => r !== region);
+      this.#regions = Object.freeze(this.#regions.filter((r) => r !== region));
     });
   }
 
@@ -249,7 +247,8 @@ export class MemoryManager {
    * `changes` throws, every change it made is undone and the error passes on.
    *
    * @throws {MemoryManagerError} `ERR_REENTRANT_CHANGE` from inside a listener,
-   *   `ERR_LISTENER_FAILED` after the change when a listener threw.
+   *   `ERR_LISTENER_FAILED` after the change when a listener threw, `ERR_INVALID_ARG` when
+   *   `changes` is not a function.
    * @example
    * const { manager, ram } = new GuestMemoryBuilder().x86LegacySupport(true).build({ ram: [AddressRange.fromLength(GuestAddress(0), 0x200000)] });
    * const pams = ram.filter((r) => r.name.startsWith('pam-'));
@@ -261,6 +260,7 @@ export class MemoryManager {
    * calls; // => 2
    */
   batch(changes: () => void): void {
+    if (typeof changes !== 'function') throw new MemoryManagerError('ERR_INVALID_ARG', 'batch takes a function that makes the changes');
     if (this.#notifying) {
       throw new MemoryManagerError('ERR_REENTRANT_CHANGE', 'the memory layout cannot change from inside a listener');
     }
@@ -305,6 +305,9 @@ export class MemoryManager {
 
   #notify(events: FlatViewEvent[], only?: FlatViewListener): void {
     if (events.length === 0) return;
+    // Every listener gets the same events: none may change them for the next.
+    Object.freeze(events);
+    for (const e of events) Object.freeze(e);
     const failures: unknown[] = [];
     const was = this.#notifying;
     this.#notifying = true;
@@ -328,7 +331,7 @@ export class MemoryManager {
 
   // ---- what the layout produces ------------------------------------------------------------------
 
-  /** The regions, in the order they were added. */
+  /** The regions, in the order they were added (a frozen array). */
   regions(): readonly Region[] {
     return this.#regions;
   }
@@ -364,8 +367,13 @@ export class MemoryManager {
    * A guest memory limited to `ranges` (e.g. a device's DMA window): the readable spans inside
    * them, following the layout as it changes. A device handed it cannot reach anything else:
    * other addresses fail with `ERR_GUEST_ADDRESS_INVALID`.
+   *
+   * @throws {MemoryManagerError} `ERR_INVALID_ARG` unless `ranges` is an iterable of AddressRange.
    */
   restrict(ranges: Iterable<AddressRange<GuestAddress>>): RestrictedMemory {
+    if (typeof (ranges as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== 'function') {
+      throw new MemoryManagerError('ERR_INVALID_ARG', 'restrict takes an iterable of AddressRange objects');
+    }
     return new RestrictedMemory(this, [...ranges]);
   }
 
@@ -400,6 +408,8 @@ export class MemoryManager {
    * handler, nothing by the unmapped policy; a read that straddles spans is split at their edges.
    *
    * @throws {MemoryManagerError} `ERR_UNMAPPED_ACCESS` (policy `'error'`), `ERR_ACCESS_SIZE`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for an address that is not a safe integer, or an
+   *   access whose last byte lies beyond 2^53 - 1.
    */
   read(addr: GuestAddress, size: AccessSize): number {
     return this.#table.read(addr, size);
@@ -410,6 +420,7 @@ export class MemoryManager {
    *
    * @throws {MemoryManagerError} `ERR_UNMAPPED_ACCESS`, `ERR_READ_ONLY` (policy `'error'`),
    *   `ERR_ACCESS_SIZE`, `ERR_INVALID_ARG`.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS`, as {@link MemoryManager.read}.
    */
   write(addr: GuestAddress, size: AccessSize, value: number): void {
     this.#table.write(addr, size, value);

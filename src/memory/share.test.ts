@@ -255,6 +255,10 @@ describe('rebuilding from bad descriptions', () => {
       { ...d, regions: [{ ...r, readOnly: undefined }] },
       { ...d, regions: [{ ...r, bitmap: { byteLength: PAGE, pageSize: PAGE, backend: 1, offset: 0 } }] },
       { ...d, regions: [{ ...r, bitmap: { byteLength: PAGE, pageSize: PAGE, backend: 0 } }] },
+      // Bits for fewer bytes than the region: a write past them would land, then fail to mark.
+      { ...d, regions: [{ ...r, bitmap: { ...r.bitmap, byteLength: PAGE } }] },
+      { ...d, regions: [{ ...r, bitmap: { byteLength: PAGE, pageSize: PAGE, backend: 0, offset: 0 } }] },
+      { ...d, regions: [{ ...r, bitmap: { ...r.bitmap, byteLength: undefined } }] },
     ];
     for (const x of bad) {
       assert.throws(() => rebuildGuestMemory(x as GuestMemoryDescription), { name: 'GuestMemoryError', code: 'ERR_DESCRIPTION_INVALID' }, JSON.stringify(x));

@@ -242,6 +242,10 @@ function checkDescription(d: unknown): GuestMemoryDescription {
     if (b !== undefined && (!isObject(b) || !('words' in b || (isIndex(b.backend) && b.backend < backends.length && isIndex(b.offset))))) {
       throw bad(`region ${i} has a bitmap that is neither shared words nor words in one of the backends`);
     }
+    // Writes mark after they land: bits that stop short of the region would fail a write half-done.
+    if (b !== undefined && !(isIndex(b.byteLength) && b.byteLength >= r.length)) {
+      throw bad(`region ${i} has a bitmap of ${String(b.byteLength)} bytes, which does not cover its ${r.length}`);
+    }
   });
   return d as unknown as GuestMemoryDescription;
 }

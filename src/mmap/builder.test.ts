@@ -104,6 +104,9 @@ describe('mmapGuestMemory', () => {
     for (const bad of [[G(0), {}], [G(0)], 'x', null]) {
       assert.throws(() => mmapGuestMemory([bad as never]), { name: 'MmapError', code: 'ERR_MMAP_INVALID_ARGUMENT' });
     }
+    for (const [ranges, options] of [[5, {}], [[[G(0), a]], null], [[[G(0), a]], { bitmap: null }], [[[G(0), a]], { bitmap: 4096 }]]) {
+      assert.throws(() => mmapGuestMemory(ranges as never, options as never), { name: 'MmapError', code: 'ERR_MMAP_INVALID_ARGUMENT' });
+    }
     assert.throws(() => mmapGuestMemory([[-1 as GuestAddress, a]]), { code: 'ERR_INVALID_ADDRESS' });
     assert.throws(() => mmapGuestMemory([[G(2 ** 53 - PAGE_SIZE), a]]), { code: 'ERR_REGION_OVERFLOW' });
     assert.throws(() => mmapGuestMemory([[G(0), a]], { bitmap: { pageSize: 3 } }), { name: 'BitmapError', code: 'ERR_BITMAP_INVALID' });

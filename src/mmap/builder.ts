@@ -50,7 +50,8 @@ export interface MmapBitmapOptions {
  *
  * @throws {MmapError} `ERR_MMAP_OVERLAP` when two backends map the same bytes of one file
  *   (checked before any region is built); `ERR_MMAP_INVALID_ARGUMENT` for an entry that is not
- *   `[GuestAddress, MmapBackend, options?]`.
+ *   `[GuestAddress, MmapBackend, options?]`, ranges that are not iterable, or options (or their
+ *   `bitmap`) that are not an object.
  * @throws {GuestMemoryError} `ERR_NO_REGIONS`, `ERR_REGION_OVERLAP` for overlapping guest ranges.
  * @throws {RegionError} `ERR_REGION_OVERFLOW` for memory that would end beyond 2^53;
  *   `ERR_REGION_READ_ONLY_BACKEND` for `readOnly: false` over a read-only backend;
@@ -64,6 +65,10 @@ export interface MmapBitmapOptions {
  * mem.numRegions; // => 2
  */
 export function mmapGuestMemory(ranges: Iterable<MmapRange>, options: MmapGuestMemoryOptions = {}): GuestMemory {
+  const bitmap = bitmapOptions(options);
+  if (typeof (ranges as Partial<Iterable<unknown>>)?.[Symbol.iterator] !== 'function') {
+    throw new MmapError('ERR_MMAP_INVALID_ARGUMENT', 'mmapGuestMemory takes an iterable of [GuestAddress, MmapBackend, options?] ranges');
+  }
   const placed: [GuestAddress, MmapChunk, boolean | undefined][] = [];
   for (const entry of ranges) {
     const backend: unknown = Array.isArray(entry) ? entry[1] : undefined;
@@ -75,7 +80,6 @@ export function mmapGuestMemory(ranges: Iterable<MmapRange>, options: MmapGuestM
     for (const chunk of backend.chunks()) placed.push([(start + chunk.offset) as GuestAddress, chunk, readOnly]);
   }
   checkNoFileOverlap(placed.map(([, chunk]) => chunk));
-  const { bitmap } = options;
   let wordsAt = 0;
   const track = (size: number): AtomicBitmap | undefined => {
     if (bitmap === undefined) return undefined;
@@ -87,4 +91,11 @@ export function mmapGuestMemory(ranges: Iterable<MmapRange>, options: MmapGuestM
   return GuestMemory.fromRegions(
     placed.map(([start, chunk, readOnly]) => new GuestMemoryRegion(start, chunk, { readOnly, bitmap: track(chunk.size) })),
   );
+}
+
+/** The `bitmap` of `options`, checked to be an object if given. */
+function bitmapOptions(options: unknown): MmapBitmapOptions | undefined {
+  const bitmap: unknown = typeof options === 'object' && options !== null ? (options as MmapGuestMemoryOptions).bitmap : null;
+  if (bitmap === undefined || (typeof bitmap === 'object' && bitmap !== null)) return bitmap as MmapBitmapOptions | undefined;
+  throw new MmapError('ERR_MMAP_INVALID_ARGUMENT', 'mmapGuestMemory takes options { bitmap?: { pageSize?, shared?, words? } }');
 }

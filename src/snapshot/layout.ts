@@ -132,15 +132,18 @@ function checkLayout(raw: unknown, file: string): SnapshotLayout {
  */
 export function checkSameLayout(layout: SnapshotLayout, mem: GuestMemory, file: string): void {
   const ours = regionsOf(mem);
-  const same =
-    ours.length === layout.regions.length && ours.every((r, i) => r.start === layout.regions[i].start && r.length === layout.regions[i].length);
-  if (!same) {
+  if (!sameRegions(ours, layout.regions)) {
     const show = (rs: readonly SnapshotRegion[]) => rs.map((r) => `[${hex(r.start)}, ${hex(r.start + r.length)})`).join(' ');
     throw new SnapshotError(
       'ERR_SNAPSHOT_LAYOUT_MISMATCH',
       `${file} holds regions ${show(layout.regions)} but the memory has ${show(ours)}`,
     );
   }
+}
+
+/** True when `a` and `b` are the same guest ranges, in the same order. */
+export function sameRegions(a: readonly SnapshotRegion[], b: readonly SnapshotRegion[]): boolean {
+  return a.length === b.length && a.every((r, i) => r.start === b[i].start && r.length === b[i].length);
 }
 
 function isCount(x: unknown): x is number {

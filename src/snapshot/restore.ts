@@ -8,7 +8,7 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { hex } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { SnapshotError } from './errors.js';
-import { checkSameLayout, ioError, readLayout, type SnapshotLayout, writeLayout } from './layout.js';
+import { checkSameLayout, ioError, readLayout, sameRegions, type SnapshotLayout, writeLayout } from './layout.js';
 import { PROGRESS_STEP, type ProgressCallback, validateOptions, type WriteSnapshotOptions } from './write.js';
 
 /** Options of {@link restoreSnapshot} and {@link mergeSnapshots}. */
@@ -35,12 +35,20 @@ interface OpenSnapshot {
  * `ERR_SNAPSHOT_IO` and leaves memory partly restored.
  *
  * @throws {SnapshotError} `ERR_SNAPSHOT_INVALID`, `ERR_SNAPSHOT_LAYOUT_MISMATCH`,
- * `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG`.
+ * `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG` (bad options, or a read-only
+ * region in `mem`).
  */
 export function restoreSnapshot(mem: GuestMemory, path: string, options: RestoreSnapshotOptions = {}): void {
   const onProgress = validateOptions(options);
   withSnapshots(path, validateDiffs(options.diffs), (base, diffs) => {
     for (const s of [base, ...diffs]) checkSameLayout(s.layout, mem, s.path);
+    const readOnly = mem.regions().find((r) => r.readOnly);
+    if (readOnly !== undefined) {
+      throw new SnapshotError('ERR_INVALID_ARG', `region ${readOnly.range} is read-only: a snapshot cannot be restored into it`, {
+        address: readOnly.start,
+        length: readOnly.length,
+      });
+    }
     const total = base.layout.size + diffs.reduce((n, d) => n + dataBytes(d.layout), 0);
     let done = 0;
     const regions = mem.regions();
@@ -149,9 +157,7 @@ function openSnapshot(path: string, kind: SnapshotLayout['kind'], flags: string)
 }
 
 function checkSameRegions(diff: OpenSnapshot, base: OpenSnapshot): void {
-  const a = diff.layout.regions;
-  const b = base.layout.regions;
-  if (a.length !== b.length || a.some((r, i) => r.start !== b[i].start || r.length !== b[i].length)) {
+  if (!sameRegions(diff.layout.regions, base.layout.regions)) {
     throw new SnapshotError('ERR_SNAPSHOT_LAYOUT_MISMATCH', `${diff.path} is a diff of another memory layout than ${base.path}`);
   }
 }

@@ -245,6 +245,31 @@ describe('snapshot errors leave the target untouched', () => {
     assert.deepEqual(readFileSync(base), before, 'the base file was not written');
   });
 
+  it('a target with a read-only region', () => {
+    const target = GuestMemory.fromRegions(
+      build().regions().map((r, i) => new GuestMemoryRegion(r.start, heapBackend(r.length), { readOnly: i === 2 })),
+    );
+    target.writeU8(G(0), 0x5a);
+    const before = contents(target);
+    assert.throws(() => restoreSnapshot(target, base), { code: 'ERR_INVALID_ARG', address: 256 * PAGE, length: 64 * PAGE });
+    assert.deepEqual(contents(target), before);
+  });
+
+  it('a snapshot that fails part-way leaves no layout to pair with a half-written file', () => {
+    const m = build();
+    m.writeU8(G(0), 1);
+    const path = file('overwritten');
+    writeFullSnapshot(m, path);
+    m.writeU8(G(0), 0);
+    m.writeU8(G(320 * PAGE - 1), 2); // now only the last page holds data: the first write reaches the end
+    const stop = () => {
+      throw new Error('stop');
+    };
+    assert.throws(() => writeFullSnapshot(m, path, { onProgress: stop }), { code: 'ERR_SNAPSHOT_IO' });
+    assert.equal(statSync(path).size, m.totalSize, 'the half-written file is full length');
+    refuses('ERR_SNAPSHOT_IO', (t) => restoreSnapshot(t, path));
+  });
+
   it('bad arguments', () => {
     refuses('ERR_INVALID_ARG', (t) => restoreSnapshot(t, base, { diffs: 'x' as never }));
     refuses('ERR_INVALID_ARG', (t) => restoreSnapshot(t, base, { onProgress: 1 as never }));

@@ -6,13 +6,13 @@
  * Snapshot a paused guest: pages that change while a snapshot is written are caught by the next
  * diff (their dirty bits are set again), but the snapshot itself is then not a consistent state.
  */
-import { closeSync, ftruncateSync, openSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
 import { MemoryRegionAddress } from '../address/address.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { SnapshotError } from './errors.js';
-import { ioError, regionsOf, type SnapshotLayout, writeLayout } from './layout.js';
+import { ioError, layoutPath, regionsOf, type SnapshotLayout, writeLayout } from './layout.js';
 
 /** Called as a snapshot proceeds: `done` of `total` bytes handled. */
 export type ProgressCallback = (done: number, total: number) => void;
@@ -35,7 +35,8 @@ const SCAN_PAGE = 4096;
  *
  * The full snapshot is the baseline of the next diff: the dirty pages of every tracked region are
  * taken before the copy starts (pages written meanwhile stay dirty). If the snapshot fails they are
- * put back, so no dirty page is lost.
+ * put back, so no dirty page is lost, and `path` is left without a layout file: a snapshot that
+ * was there before is gone, never paired with a half-written memory file.
  *
  * @returns The layout written.
  * @throws {SnapshotError} `ERR_SNAPSHOT_IO` (with the system error as `cause`), `ERR_INVALID_ARG`.
@@ -49,7 +50,7 @@ export function writeFullSnapshot(mem: GuestMemory, path: string, options: Write
  * Writes the pages of `mem` dirtied since the last snapshot or harvest to `path`, each at its
  * offset in a full-size sparse file (Firecracker's diff format), and the layout, which lists the
  * runs written, to `path.json`. The dirty pages are taken (harvested) first; if the snapshot
- * fails they are put back.
+ * fails they are put back and `path` is left without a layout file, as for a full snapshot.
  *
  * @returns The layout written.
  * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an
@@ -91,6 +92,8 @@ function writeSnapshot(
   const size = mem.totalSize;
   let fd: number;
   try {
+    // The old layout goes first: it must never describe the memory file this one overwrites.
+    rmSync(layoutPath(path), { force: true });
     fd = openSync(path, 'w');
   } catch (err) {
     throw ioError(err, `opening ${path}`);
