@@ -40,9 +40,9 @@ function build(backends: MemoryBackend[], tracked: boolean): GuestMemory {
   );
 }
 
-// ---- memory per GiB: K copies kept alive, so that the per-copy delta stands out of the noise
-const K = 16;
+// ---- memory per GiB: K copies kept alive (more for small layouts), so that the per-copy delta stands out of the noise
 for (const n of [1, 64, 1024]) {
+  const K = Math.max(16, 4096 / n);
   const backends = backendsFor(n);
   build(backends, true); // compile and cache everything once
   const keep: GuestMemory[] = [];
@@ -51,7 +51,8 @@ for (const n of [1, 64, 1024]) {
   const plain = settle();
   for (let k = 0; k < K; k++) keep.push(build(backends, true));
   const tracked = settle();
-  const tables = (plain.heap - before.heap) / K;
+  // Heap objects plus the typed arrays' backing stores (the lookup directory, the bounds).
+  const tables = (plain.heap + plain.external - before.heap - before.external) / K;
   const bitmapHeap = (tracked.heap - plain.heap) / K - tables;
   info(`memory_per_GiB.regions_and_tables.r${n}`, `${tables.toFixed(0)} B (${(tables / n).toFixed(0)} B per region)`);
   info(`memory_per_GiB.bitmap_4k_pages.r${n}`, `${((tracked.external - plain.external) / K).toFixed(0)} B of bits + ${bitmapHeap.toFixed(0)} B of objects`);

@@ -23,6 +23,7 @@ const TABLE_LEN = 1 << 20;
 const HOT_LEN = 1 << 10;
 const VAL32 = 0x89abcdef;
 const VAL64 = 0x0123456789abcdefn;
+const SAFE64 = 0x000f_edcb_a987_6543;
 const FILL = 0x5a;
 
 const mode = process.argv[2] ?? 'heap';
@@ -240,6 +241,11 @@ function gmWriteU64(mem: GuestMemory, t: Uint32Array, mask: number, start: numbe
   for (let k = start; k < start + n; k++) mem.writeU64LE(t[k & mask] as GuestAddress, VAL64);
   return 0;
 }
+function gmReadU64Num(mem: GuestMemory, t: Uint32Array, mask: number, start: number, n: number): number {
+  let acc = 0;
+  for (let k = start; k < start + n; k++) acc += mem.readU64LEAsNumber(t[k & mask] as GuestAddress);
+  return acc % 2 ** 32;
+}
 // A separate copy of the u64 write loop for the tracked memory: feedback of its own.
 function gmWriteU64Tracked(mem: GuestMemory, t: Uint32Array, mask: number, start: number, n: number): number {
   for (let k = start; k < start + n; k++) mem.writeU64LE(t[k & mask] as GuestAddress, VAL64);
@@ -418,7 +424,7 @@ if (mode === 'raw') {
   for (const r of [1, 8, 64]) {
     const t = guestTable(r);
     tableLine(`r${r}`, t);
-    const all = ids(['obj.'], ['read.', 'write.'], ['u32', 'u64', 'u64split'], [`.r${r}`], ['', '.hot'], ['', '.bitmap']);
+    const all = ids(['obj.'], ['read.', 'write.'], ['u32', 'u64', 'u64split', 'u64num'], [`.r${r}`], ['', '.hot'], ['', '.bitmap']);
     if (!wantsAny(all)) continue;
     const hole = r === 1 ? 0 : HOLE;
     const backends = layout(r);
@@ -428,6 +434,12 @@ if (mode === 'raw') {
       run(`obj.write.u32.r${r}${sfx}`, 0, (s, n) => gmWriteU32(mem, t, mask, s, n));
       run(`obj.read.u64.r${r}${sfx}`, 0, (s, n) => gmReadU64(mem, t, mask, s, n));
       run(`obj.write.u64.r${r}${sfx}`, 0, (s, n) => gmWriteU64(mem, t, mask, s, n));
+      // guestmem only: a u64 read as a checked number (no BigInt), over values that are safe
+      // integers (the fill and VAL64 are not): written at every table address first, untimed.
+      if (wants(`obj.read.u64num.r${r}${sfx}`)) {
+        for (let k = 0; k <= mask; k++) mem.writeU64LE(t[k] as GuestAddress, SAFE64);
+        run(`obj.read.u64num.r${r}${sfx}`, 0, (s, n) => gmReadU64Num(mem, t, mask, s, n));
+      }
       if (r === 1) {
         run(`obj.read.u64split.r1${sfx}`, 0, (s, n) => gmReadU64Split(mem, t, mask, s, n));
         run(`obj.write.u64split.r1${sfx}`, 0, (s, n) => gmWriteU64Split(mem, t, mask, s, n));

@@ -35,6 +35,7 @@ function rows(): (string | [string, string])[] {
     for (const op of ['read.u32', 'write.u32', 'read.u64', 'write.u64']) {
       for (const r of [1, 8, 64]) out.push([`obj.${op}.r${r}${hot}`, `${op}, ${r} region${r > 1 ? 's' : ''}`]);
     }
+    for (const r of [1, 8, 64]) out.push([`obj.read.u64num.r${r}${hot}`, `read u64 as a checked number (guestmem only), ${r} region${r > 1 ? 's' : ''}`]);
     out.push([`obj.read.u64split.r1${hot}`, 'read u64 as 2 x u32, 1 region']);
     out.push([`obj.write.u64split.r1${hot}`, 'write u64 as 2 x u32, 1 region']);
   }

@@ -41,7 +41,7 @@ export interface Span {
  */
 export abstract class ByteAccess<A extends number> implements Bytes<A> {
   /** @internal The span the last `_at` or `_extent` resolved into. */
-  _span!: Span;
+  declare _span: Span;
   /** @internal Contiguous bytes available at the address the last `_extent` resolved. */
   _run = 0;
 

@@ -15,9 +15,6 @@ import { VolatileMemoryError } from './errors.js';
 /** Scratch space for moving bits between number and integer forms without allocating. */
 const S = new BackingViews(new ArrayBuffer(8), false);
 const TWO_32 = 2 ** 32;
-const MAX_U64 = 0xffff_ffff_ffff_ffffn;
-const MIN_I64 = -(2n ** 63n);
-const MAX_I64 = 2n ** 63n - 1n;
 
 function bswap16(x: number): number {
   return ((x & 0xff) << 8) | (x >>> 8);
@@ -216,12 +213,14 @@ export function checkU32(x: number): void {
 export function checkI32(x: number): void {
   if ((x | 0) !== x) throw outOfRange(x, 'i32');
 }
+// A bigint fits 64 bits when truncating it changes nothing: V8 lowers `asUintN(64)` to a word
+// operation, where range comparisons against bigint constants call a builtin (~4 ns vs ~1.5 ns).
 export function checkU64(x: bigint | number): void {
-  if (typeof x === 'number' ? Number.isSafeInteger(x) && x >= 0 : typeof x === 'bigint' && x >= 0n && x <= MAX_U64) return;
+  if (typeof x === 'bigint' ? BigInt.asUintN(64, x) === x : Number.isSafeInteger(x) && x >= 0) return;
   throw outOfRange(x, 'u64');
 }
 export function checkI64(x: bigint | number): void {
-  if (typeof x === 'number' ? Number.isSafeInteger(x) : typeof x === 'bigint' && x >= MIN_I64 && x <= MAX_I64) return;
+  if (typeof x === 'bigint' ? BigInt.asIntN(64, x) === x : Number.isSafeInteger(x)) return;
   throw outOfRange(x, 'i64');
 }
 export function checkFloat(x: number): void {

@@ -31,13 +31,13 @@ export interface RegionOptions {
  */
 export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
   /** The guest physical address of the first byte. */
-  readonly start: GuestAddress;
+  declare readonly start: GuestAddress;
   /** The exclusive end, `start + length`. */
-  readonly end: GuestAddress;
+  declare readonly end: GuestAddress;
   /** Where the region's bytes live. */
-  readonly backend: MemoryBackend;
+  declare readonly backend: MemoryBackend;
   /** Where the region starts in its backend. */
-  readonly offset: number;
+  declare readonly offset: number;
 
   /**
    * @throws {RegionError} `ERR_REGION_EMPTY`, `ERR_REGION_OVERFLOW`, `ERR_REGION_BACKEND_RANGE`,

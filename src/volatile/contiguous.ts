@@ -10,19 +10,21 @@ import { hex } from '../errors.js';
  * and {@link GuestMemoryRegion} (region addresses). Addresses count from the span's first byte.
  */
 export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> implements Span {
-  /** @internal */ v: BackingViews;
-  /** @internal */ readonly base: number;
+  // `declare`: no class-field definition (which would store `undefined` first and leave V8 a
+  // generic field representation); the constructor's first store makes them Smi fields.
+  /** @internal */ declare v: BackingViews;
+  /** @internal */ declare readonly base: number;
   /** Length in bytes. */
-  readonly length: number;
+  declare readonly length: number;
   /** The dirty bitmap, offsets from the first byte. */
-  readonly bitmap: Bitmap;
+  declare readonly bitmap: Bitmap;
   /** True when every write path refuses this memory with `ERR_READ_ONLY`; reads work. */
-  readonly readOnly: boolean;
+  declare readonly readOnly: boolean;
   /**
    * @internal The bytes a write may reach: `length`, or -1 when read-only, so that the write fast
    * path costs what the read one does and a read-only span always takes the slow path.
    */
-  readonly _writeLength: number;
+  declare readonly _writeLength: number;
   /** @internal */ readonly scratch = false;
 
   constructor(v: BackingViews, base: number, length: number, bitmap: Bitmap, readOnly: boolean) {
