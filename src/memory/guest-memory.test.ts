@@ -60,6 +60,11 @@ test('regions are sorted; lookups answer address -> region', () => {
   assert.throws(() => mem.checkRange(G(0x1800), 0x1000), { code: 'ERR_GUEST_ADDRESS_INVALID', address: 0x2000 });
   assert.ok(mem.rangeInMemory(G(0), 0x2000));
   assert.ok(!mem.rangeInMemory(G(0), 0x2001));
+  assert.ok(mem.rangeInMemory(G(0x3000), 0x1000));
+  assert.ok(mem.rangeInMemory(G(0x2800), 0), 'an empty range is in memory anywhere');
+  assert.ok(!mem.rangeInMemory(G(0x4000), 1));
+  assert.throws(() => mem.rangeInMemory(-1 as GuestAddress, 1), { code: 'ERR_INVALID_ADDRESS' });
+  assert.throws(() => mem.rangeInMemory(G(0), 0.5), { code: 'ERR_INVALID_ADDRESS' });
   assert.equal(String(mem), 'GuestMemory([0x0, 0x1000), [0x1000, 0x2000), [0x3000, 0x4000))');
 });
 

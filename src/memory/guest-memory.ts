@@ -223,13 +223,10 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 
   /** True when every byte of `[addr, addr + length)` is memory. */
   rangeInMemory(addr: GuestAddress, length: number): boolean {
-    try {
-      this._checkRange(addr, length);
-      return true;
-    } catch (err) {
-      if (err instanceof GuestMemoryError) return false;
-      throw err;
-    }
+    validateIndex(addr, 'address');
+    validateIndex(length, 'length');
+    // No throw and catch: a device checks guest-supplied ranges with this, many per request.
+    return this.#firstHole(addr, addr + length) < 0;
   }
 
   /**
@@ -484,12 +481,27 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     // Inside the last region hit (never the scratch span: its bounds are NaN): no lookup.
     const last = this._span;
     if (addr >= last.start && end <= last.end && !(write && last.readOnly)) return;
+    if (write) {
+      for (let cur = addr; cur < end; ) {
+        const i = this.#indexOf(cur);
+        if (i < 0) throw invalidAddress(cur, length, addr);
+        if (this.#table[i].readOnly) throw this._readOnly(cur, length, addr);
+        cur = this.#ends[i];
+      }
+    } else {
+      const hole = this.#firstHole(addr, end);
+      if (hole >= 0) throw invalidAddress(hole, length, addr);
+    }
+  }
+
+  /** The first address of `[addr, end)` that no region backs, or -1 when all of it is memory. */
+  #firstHole(addr: number, end: number): number {
     for (let cur = addr; cur < end; ) {
       const i = this.#indexOf(cur);
-      if (i < 0) throw invalidAddress(cur, length, addr);
-      if (write && this.#table[i].readOnly) throw this._readOnly(cur, length, addr);
+      if (i < 0) return cur;
       cur = this.#ends[i];
     }
+    return -1;
   }
 
   /** @internal */
