@@ -63,6 +63,27 @@ describe('VhostUserSession with a well-behaved front-end', () => {
     g.ram.close();
   });
 
+  test('a new memory table that moves a running ring to other guest addresses ends the session', async () => {
+    const g = guest();
+    const { fe, session, device, closed } = connect();
+    await negotiate(fe, g);
+    const { kick, call } = setupVring(fe, g);
+    await until(() => device.queues.has(0), 'the queue to start');
+    const queue = device.queues.get(0)?.queue;
+    // The two regions swap guest addresses: the rings' user addresses now stand for guest
+    // addresses 2 MiB higher, while their old guest addresses are other memory.
+    const [low, high] = g.regions;
+    const moved = [{ ...low, gpa: high.gpa }, { ...high, gpa: low.gpa }];
+    assert.equal(await fe.ask(R.SET_MEM_TABLE, memTable(moved), [g.fd, g.fd], VERSION | FLAG_NEED_REPLY), 1n);
+    const error = await closed;
+    assert.equal(error?.code, 'ERR_VHOST_USER_RING_ADDRESS');
+    assert.equal(queue?.memory.numRegions, 2);
+    assert.equal(session.memory, undefined);
+    [kick, call].forEach(closeFd);
+    fe.close();
+    g.ram.close();
+  });
+
   test('memory slots: regions added one by one, removed and added again under a running vring', async () => {
     const g = guest();
     const { fe, session, device, closed } = connect();

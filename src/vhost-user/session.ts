@@ -451,10 +451,17 @@ export class VhostUserSession implements Disposable {
       readRegion(msg.payload, PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION),
     );
     const table = VhostUserMemoryTable.map(regions, msg.fds, this.#log);
-    // Running queues move to the new memory; every ring must still be in it.
+    // Running queues move to the new memory; every ring must still be in it, at the same guest
+    // address (a queue reads its rings at the guest addresses it started with).
     try {
-      for (const vring of this.#vrings) {
-        if (vring.queue !== undefined && vring.user !== undefined) translateRings(table, vring.size, vring.user);
+      for (const { queue, size, user } of this.#vrings) {
+        if (queue === undefined || user === undefined) continue;
+        const rings = translateRings(table, size, user);
+        if (rings.desc !== queue.descTable || rings.avail !== queue.availRing || rings.used !== queue.usedRing) {
+          throw new VhostUserError('ERR_VHOST_USER_RING_ADDRESS', `${requestName(msg.request)}: the rings of a running vring would move in guest memory`, {
+            request: msg.request,
+          });
+        }
       }
       for (const vring of this.#vrings) vring.queue?.setMemory(table.memory);
     } catch (e) {
