@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { MmapBackend } from '../mmap/backend.js';
 import { VhostUserError, type VhostUserErrorCode } from './errors.js';
@@ -364,6 +368,31 @@ describe('VhostUserSession with a hostile front-end', () => {
       assert.deepEqual(await openFds(), before, 'every fd is closed');
     });
   }
+
+  test('a blocking call fd with a full counter stops the queue instead of hanging the process', async (t) => {
+    const fifo = join(tmpdir(), `guestmem-vhost-call-${process.pid}`);
+    if (spawnSync('mkfifo', [fifo]).status !== 0) return t.skip('mkfifo is not available');
+    const full = openSync(fifo, 'r+'); // blocking, as a front-end may leave its fds
+    rmSync(fifo);
+    writeSync(full, new Uint8Array(65536)); // no room for a signal
+    const g = guest();
+    const { fe, device, closed, queueErrors } = connect();
+    await negotiate(fe, g);
+    const { drv, kick, call } = setupVring(fe, g);
+    fe.send(R.SET_VRING_CALL, u64(0), [full]);
+    await until(() => device.queues.has(0), 'the queue to start');
+    drv.post([], [8]);
+    eventfdWrite(kick);
+    await until(() => queueErrors.length > 0, 'the queue error');
+    const error = queueErrors[0] as VhostUserError;
+    assert.equal(error.code, 'ERR_VHOST_USER_SYSTEM');
+    assert.equal(error.errno, 'EAGAIN');
+    assert.equal(await fe.ask(R.GET_QUEUE_NUM), 2n, 'the session goes on');
+    fe.close();
+    assert.equal(await closed, undefined);
+    [kick, call, full].forEach(closeFd);
+    g.ram.close();
+  });
 
   test('a kick fd that is not an eventfd ends the session when it fires, and the process keeps running', async () => {
     const g = guest();
