@@ -170,6 +170,7 @@ export class VirtqueueDriver {
     const dataNext = this.#dataNext;
     let r: GuestBuffer[];
     let w: GuestBuffer[];
+    let indirectTable: GuestAddress | undefined;
     try {
       r = readable.map((bytes) => {
         const addr = this.alloc(bytes.length);
@@ -181,15 +182,14 @@ export class VirtqueueDriver {
         this.memory.zero(addr, len);
         return { addr, len };
       });
+      if (options.indirect) indirectTable = this.alloc(DESCRIPTOR_SIZE * count, DESCRIPTOR_SIZE);
     } catch (e) {
       this.#dataNext = dataNext;
       throw e;
     }
     const parts = [...r.map((b) => ({ ...b, flags: 0 })), ...w.map((b) => ({ ...b, flags: VIRTQ_DESC_F_WRITE }))];
     let head: number;
-    let indirectTable: GuestAddress | undefined;
-    if (options.indirect) {
-      indirectTable = this.alloc(DESCRIPTOR_SIZE * parts.length, DESCRIPTOR_SIZE);
+    if (indirectTable !== undefined) {
       parts.forEach((p, i) => {
         const last = i === parts.length - 1;
         this.writeDescriptor(i, { ...p, flags: p.flags | (last ? 0 : VIRTQ_DESC_F_NEXT), next: last ? 0 : i + 1 }, indirectTable);
