@@ -394,6 +394,27 @@ describe('VhostUserSession with a hostile front-end', () => {
     g.ram.close();
   });
 
+  test('a kick fd whose polling fails ends the session (libuv stops polling it)', async () => {
+    const g = guest();
+    const { fe, device, closed } = connect();
+    await negotiate(fe, g);
+    const [kickEnd, frontEnd] = socketPair();
+    const drv = setupVring(fe, g);
+    fe.send(R.SET_VRING_KICK, u64(0), [kickEnd]);
+    await until(() => device.queues.has(0), 'the queue to start');
+    // Readable (8 bytes wait) and in error: the peer goes away with bytes it never read.
+    sendMsg(kickEnd, Uint8Array.of(1));
+    sendMsg(frontEnd, new Uint8Array(8));
+    closeFd(frontEnd);
+    const error = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('still open'), 1000))]);
+    assert.ok(error instanceof VhostUserError, String(error));
+    assert.equal(error.code, 'ERR_VHOST_USER_SYSTEM');
+    assert.equal(error.errno, 'EBADF');
+    [kickEnd, drv.kick, drv.call].forEach(closeFd);
+    fe.close();
+    g.ram.close();
+  });
+
   test('a kick fd that is not an eventfd ends the session when it fires, and the process keeps running', async () => {
     const g = guest();
     const { fe, device, closed } = connect();

@@ -176,7 +176,8 @@ export function eventfdWrite(fd: number, value = 1): void {
  * throws raises an uncaught exception, as an event listener would.
  *
  * @param events - {@link Readiness} bits. `callback(errno, events)` gets a non-zero errno when
- *   polling failed (events is 0 then).
+ *   polling failed (events is 0 then; libuv reports `EBADF` for an fd in error): the watcher
+ *   stops polling after that call, and only needs closing.
  */
 export function watch(fd: number, events: number, callback: (errno: number, events: number) => void): FdWatcher {
   if (!Number.isInteger(events) || events < 1 || events > 7) {
