@@ -654,12 +654,25 @@ static napi_value js_eventfd(napi_env env, napi_callback_info info) {
   return int_value(env, fd);
 }
 
+/*
+ * The descriptor made non-blocking before it is read or written: one from a peer may be blocking
+ * (file flags belong to the open file, which the peer shares), and an empty or full counter must
+ * not stop the event loop. 0, or the errno of fcntl.
+ */
+static int make_nonblocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return errno;
+  if ((fl & O_NONBLOCK) == 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return errno;
+  return 0;
+}
+
 /* eventfdRead(fd) -> the counter (as a bigint), reset to 0; null when it was 0. */
 static napi_value js_eventfd_read(napi_env env, napi_callback_info info) {
   napi_value argv[1], result;
-  int fd;
+  int fd, err;
   uint64_t value;
   if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
+  if ((err = make_nonblocking(fd)) != 0) return fail_errno(env, "fcntl", err);
   ssize_t n;
   while ((n = read(fd, &value, sizeof value)) < 0 && errno == EINTR) continue;
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -675,11 +688,12 @@ static napi_value js_eventfd_read(napi_env env, napi_callback_info info) {
 /* eventfdWrite(fd, n): adds n (1 .. 2^53 - 1) to the counter. */
 static napi_value js_eventfd_write(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  int fd;
+  int fd, err;
   double d;
   if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd) ||
       !get_index(env, argv[1], MAX_SAFE_INTEGER, &d) || d == 0)
     return BAD_ARG(env, "arguments to eventfdWrite");
+  if ((err = make_nonblocking(fd)) != 0) return fail_errno(env, "fcntl", err);
   uint64_t value = (uint64_t)d;
   ssize_t n;
   while ((n = write(fd, &value, sizeof value)) < 0 && errno == EINTR) continue;

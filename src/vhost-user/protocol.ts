@@ -66,6 +66,7 @@ export function requestName(request: number): string {
 export const HEADER_SIZE = 12;
 /** The protocol version, in the low two bits of the flags. */
 export const VERSION = 0x1;
+/** The bits of the flags that hold the version. */
 export const FLAG_VERSION_MASK = 0x3;
 /** Set on every message the back-end sends in answer. */
 export const FLAG_REPLY = 0x4;

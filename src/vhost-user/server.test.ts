@@ -70,3 +70,17 @@ test('adopt serves an inherited connected socket, and refuses what is not a sock
   assert.throws(() => VhostUserServer.adopt(fd, new EchoDevice()), (e: unknown) => e instanceof VhostUserError && e.errno === 'ENOTSOCK');
   closeSync(fd);
 });
+
+test('closing the server ends its session with ERR_VHOST_USER_CLOSED and hangs up on the front-end', async () => {
+  const path = join(dir, 'closing.sock');
+  const ends: (string | undefined)[] = [];
+  const server = VhostUserServer.listen(path, new EchoDevice(), { onDisconnect: (e) => ends.push(e?.code) });
+  const fe = new FakeFrontend(connectUnix(path));
+  assert.ok((await fe.ask(R.GET_FEATURES)) !== 0n);
+  const session = server.session;
+  server.close();
+  assert.deepEqual(ends, ['ERR_VHOST_USER_CLOSED']);
+  assert.equal(session?.closed, true);
+  await fe.hungUp();
+  fe.close();
+});

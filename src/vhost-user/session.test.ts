@@ -1,4 +1,8 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { openSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { MmapBackend } from '../mmap/backend.js';
 import { VhostUserError, type VhostUserErrorCode } from './errors.js';
@@ -60,6 +64,27 @@ describe('VhostUserSession with a well-behaved front-end', () => {
     fe.close();
     assert.equal(await closed, undefined);
     [kick, call].forEach(closeFd);
+    g.ram.close();
+  });
+
+  test('a new memory table that moves a running ring to other guest addresses ends the session', async () => {
+    const g = guest();
+    const { fe, session, device, closed } = connect();
+    await negotiate(fe, g);
+    const { kick, call } = setupVring(fe, g);
+    await until(() => device.queues.has(0), 'the queue to start');
+    const queue = device.queues.get(0)?.queue;
+    // The two regions swap guest addresses: the rings' user addresses now stand for guest
+    // addresses 2 MiB higher, while their old guest addresses are other memory.
+    const [low, high] = g.regions;
+    const moved = [{ ...low, gpa: high.gpa }, { ...high, gpa: low.gpa }];
+    assert.equal(await fe.ask(R.SET_MEM_TABLE, memTable(moved), [g.fd, g.fd], VERSION | FLAG_NEED_REPLY), 1n);
+    const error = await closed;
+    assert.equal(error?.code, 'ERR_VHOST_USER_RING_ADDRESS');
+    assert.equal(queue?.memory.numRegions, 2);
+    assert.equal(session.memory, undefined);
+    [kick, call].forEach(closeFd);
+    fe.close();
     g.ram.close();
   });
 
@@ -343,6 +368,52 @@ describe('VhostUserSession with a hostile front-end', () => {
       assert.deepEqual(await openFds(), before, 'every fd is closed');
     });
   }
+
+  test('a blocking call fd with a full counter stops the queue instead of hanging the process', async (t) => {
+    const fifo = join(tmpdir(), `guestmem-vhost-call-${process.pid}`);
+    if (spawnSync('mkfifo', [fifo]).status !== 0) return t.skip('mkfifo is not available');
+    const full = openSync(fifo, 'r+'); // blocking, as a front-end may leave its fds
+    rmSync(fifo);
+    writeSync(full, new Uint8Array(65536)); // no room for a signal
+    const g = guest();
+    const { fe, device, closed, queueErrors } = connect();
+    await negotiate(fe, g);
+    const { drv, kick, call } = setupVring(fe, g);
+    fe.send(R.SET_VRING_CALL, u64(0), [full]);
+    await until(() => device.queues.has(0), 'the queue to start');
+    drv.post([], [8]);
+    eventfdWrite(kick);
+    await until(() => queueErrors.length > 0, 'the queue error');
+    const error = queueErrors[0] as VhostUserError;
+    assert.equal(error.code, 'ERR_VHOST_USER_SYSTEM');
+    assert.equal(error.errno, 'EAGAIN');
+    assert.equal(await fe.ask(R.GET_QUEUE_NUM), 2n, 'the session goes on');
+    fe.close();
+    assert.equal(await closed, undefined);
+    [kick, call, full].forEach(closeFd);
+    g.ram.close();
+  });
+
+  test('a kick fd whose polling fails ends the session (libuv stops polling it)', async () => {
+    const g = guest();
+    const { fe, device, closed } = connect();
+    await negotiate(fe, g);
+    const [kickEnd, frontEnd] = socketPair();
+    const drv = setupVring(fe, g);
+    fe.send(R.SET_VRING_KICK, u64(0), [kickEnd]);
+    await until(() => device.queues.has(0), 'the queue to start');
+    // Readable (8 bytes wait) and in error: the peer goes away with bytes it never read.
+    sendMsg(kickEnd, Uint8Array.of(1));
+    sendMsg(frontEnd, new Uint8Array(8));
+    closeFd(frontEnd);
+    const error = await Promise.race([closed, new Promise<string>((r) => setTimeout(() => r('still open'), 1000))]);
+    assert.ok(error instanceof VhostUserError, String(error));
+    assert.equal(error.code, 'ERR_VHOST_USER_SYSTEM');
+    assert.equal(error.errno, 'EBADF');
+    [kickEnd, drv.kick, drv.call].forEach(closeFd);
+    fe.close();
+    g.ram.close();
+  });
 
   test('a kick fd that is not an eventfd ends the session when it fires, and the process keeps running', async () => {
     const g = guest();

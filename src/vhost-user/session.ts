@@ -21,7 +21,7 @@ import {
   VRING_IDX_MASK,
   VRING_NOFD_MASK,
 } from './protocol.js';
-import { closeFd, eventfdRead, eventfdWrite, type FdWatcher, Readiness, watch } from './sys.js';
+import { closeFd, errnoName, eventfdRead, eventfdWrite, type FdWatcher, Readiness, watch } from './sys.js';
 
 /** Protocol features this session implements. */
 export const PROTOCOL_FEATURES: bigint =
@@ -109,7 +109,7 @@ export class VhostUserSession implements Disposable {
     this.#vrings = Array.from({ length: device.maxQueues }, () => new Vring());
     this.#reader = new MessageReader(fd);
     try {
-      this.#watcher = watch(fd, Readiness.READABLE | Readiness.DISCONNECT, () => this.#onReadable());
+      this.#watcher = watch(fd, Readiness.READABLE | Readiness.DISCONNECT, (errno) => this.#onReadable(errno));
     } catch (e) {
       closeFd(fd);
       throw e;
@@ -178,14 +178,16 @@ export class VhostUserSession implements Disposable {
 
   // ---- messages ----
 
-  #onReadable(): void {
+  #onReadable(errno: number): void {
     this.#guard(() => {
       while (!this.#closed) {
         const msg = this.#reader.next();
-        if (msg === undefined) return;
+        if (msg === undefined) break;
         if (msg === null) return this.close();
         this.#dispatch(msg);
       }
+      // What arrived was served; a socket whose polling failed is watched no more.
+      if (!this.#closed) checkPolled(errno, 'the socket');
     });
   }
 
@@ -451,10 +453,17 @@ export class VhostUserSession implements Disposable {
       readRegion(msg.payload, PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION),
     );
     const table = VhostUserMemoryTable.map(regions, msg.fds, this.#log);
-    // Running queues move to the new memory; every ring must still be in it.
+    // Running queues move to the new memory; every ring must still be in it, at the same guest
+    // address (a queue reads its rings at the guest addresses it started with).
     try {
-      for (const vring of this.#vrings) {
-        if (vring.queue !== undefined && vring.user !== undefined) translateRings(table, vring.size, vring.user);
+      for (const { queue, size, user } of this.#vrings) {
+        if (queue === undefined || user === undefined) continue;
+        const rings = translateRings(table, size, user);
+        if (rings.desc !== queue.descTable || rings.avail !== queue.availRing || rings.used !== queue.usedRing) {
+          throw new VhostUserError('ERR_VHOST_USER_RING_ADDRESS', `${requestName(msg.request)}: the rings of a running vring would move in guest memory`, {
+            request: msg.request,
+          });
+        }
       }
       for (const vring of this.#vrings) vring.queue?.setMemory(table.memory);
     } catch (e) {
@@ -553,10 +562,11 @@ export class VhostUserSession implements Disposable {
     vring.queue = queue;
     this.#device.startQueue(index, queue, vring);
     // A kick fd that is not an eventfd (a hostile front-end's pipe) fails the read: ERR_VHOST_USER_SYSTEM.
-    vring.watcher = watch(kickFd, Readiness.READABLE, () =>
+    vring.watcher = watch(kickFd, Readiness.READABLE, (errno) =>
       this.#guard(() => {
         eventfdRead(kickFd);
         this.#kick(index);
+        checkPolled(errno, `the kick fd of vring ${index}`); // after the kick that came with it
       }),
     );
     this.#kick(index);
@@ -617,6 +627,16 @@ function translateRings(table: VhostUserMemoryTable, size: number, user: RingAdd
     avail: table.translate(user.avail, 6 + 2 * size),
     used: table.translate(user.used, 6 + 8 * size),
   };
+}
+
+/** A watcher's errno: libuv stopped polling the fd, so whatever it serves is over. */
+function checkPolled(errno: number, what: string): void {
+  if (errno !== 0) {
+    throw new VhostUserError('ERR_VHOST_USER_SYSTEM', `polling ${what} failed with ${errnoName(errno)}`, {
+      errno: errnoName(errno),
+      syscall: 'epoll_wait',
+    });
+  }
 }
 
 function safeU64(msg: Message, at: number, what: string): number {

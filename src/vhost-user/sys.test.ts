@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,6 +139,24 @@ describe('eventfds and watchers', () => {
     } finally {
       closeFd(ev);
     }
+  });
+
+  test('eventfdRead and eventfdWrite never block, even on a blocking fd from elsewhere', (t) => {
+    // A front-end's descriptor may be blocking (its file flags are the front-end's to set): an
+    // empty one must read as undefined and a full one refuse with EAGAIN, never hang the process.
+    const fifo = join(dir, 'fifo');
+    if (spawnSync('mkfifo', [fifo]).status !== 0) return t.skip('mkfifo is not available');
+    const script = `
+      import { openSync, writeSync } from 'node:fs';
+      import { eventfdRead, eventfdWrite } from ${JSON.stringify(new URL('./sys.js', import.meta.url).href)};
+      const fd = openSync(${JSON.stringify(fifo)}, 'r+'); // a blocking FIFO that never sees EOF
+      const out = [String(eventfdRead(fd))];
+      writeSync(fd, new Uint8Array(65536)); // the pipe is full now
+      try { eventfdWrite(fd); out.push('written'); } catch (e) { out.push(e.code + ' ' + e.errno); }
+      console.log(out.join(','));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.signal, null, 'the child hung in a blocking read or write');
+    assert.equal(r.stdout.trim(), 'undefined,ERR_VHOST_USER_SYSTEM EAGAIN', r.stderr);
   });
 
   test('a watcher calls back when the fd becomes readable, and never after close', async () => {

@@ -150,12 +150,18 @@ export function eventfd(): number {
   return sys('create an eventfd', () => native.eventfd());
 }
 
-/** Takes an eventfd's counter (resetting it): undefined when it was zero. */
+/**
+ * Takes an eventfd's counter (resetting it): undefined when it was zero. Never blocks: a blocking
+ * descriptor (a peer's) is made non-blocking first, for the peer too, since they share its flags.
+ */
 export function eventfdRead(fd: number): bigint | undefined {
   return sys('read an eventfd', () => native.eventfdRead(checkFd(fd))) ?? undefined;
 }
 
-/** Adds `value` (default 1) to an eventfd's counter: signals whoever waits on it. */
+/**
+ * Adds `value` (default 1) to an eventfd's counter: signals whoever waits on it. Never blocks
+ * (as {@link eventfdRead}): a counter that would overflow fails with `EAGAIN`.
+ */
 export function eventfdWrite(fd: number, value = 1): void {
   if (!Number.isSafeInteger(value) || value < 1) {
     throw new VhostUserError('ERR_VHOST_USER_INVALID_ARG', `value must be a positive safe integer, got ${String(value)}`);
@@ -170,7 +176,8 @@ export function eventfdWrite(fd: number, value = 1): void {
  * throws raises an uncaught exception, as an event listener would.
  *
  * @param events - {@link Readiness} bits. `callback(errno, events)` gets a non-zero errno when
- *   polling failed (events is 0 then).
+ *   polling failed (events is 0 then; libuv reports `EBADF` for an fd in error): the watcher
+ *   stops polling after that call, and only needs closing.
  */
 export function watch(fd: number, events: number, callback: (errno: number, events: number) => void): FdWatcher {
   if (!Number.isInteger(events) || events < 1 || events > 7) {

@@ -29,4 +29,14 @@ describe('VirtqueueDriver', () => {
     assert.throws(() => drv.post([], []), virtioError('ERR_INVALID_ARG'));
     assert.throws(() => drv.post([], [65]), virtioError('ERR_INVALID_ARG', { length: 65 }));
   });
+
+  test('a post that fails takes neither descriptors nor data area', () => {
+    const { drv } = setup(4, { dataSize: 64 });
+    assert.throws(() => drv.post([], [8, 8, 8, 8, 8]), virtioError('ERR_INVALID_ARG')); // 5 descriptors of 4
+    assert.throws(() => drv.post([new Uint8Array(32)], [40]), virtioError('ERR_INVALID_ARG', { length: 40 }));
+    assert.throws(() => drv.post([], [32, 16], { indirect: true }), virtioError('ERR_INVALID_ARG', { length: 32 })); // no room for the table
+    assert.equal(drv.freeDescriptors, 4);
+    const posted = drv.post([], [64]); // the whole data area is still free
+    assert.equal(posted.writable[0].len, 64);
+  });
 });

@@ -163,22 +163,33 @@ export class VirtqueueDriver {
    * descriptors go to an indirect table and the chain takes one slot of the queue's table.
    */
   post(readable: readonly Uint8Array[], writable: readonly number[], options: { indirect?: boolean } = {}): PostedChain {
-    const r = readable.map((bytes) => {
-      const addr = this.alloc(bytes.length);
-      this.memory.writeSlice(addr, bytes);
-      return { addr, len: bytes.length };
-    });
-    const w = writable.map((len) => {
-      const addr = this.alloc(len);
-      this.memory.zero(addr, len);
-      return { addr, len };
-    });
-    const parts = [...r.map((b) => ({ ...b, flags: 0 })), ...w.map((b) => ({ ...b, flags: VIRTQ_DESC_F_WRITE }))];
-    if (parts.length === 0) throw new VirtioError('ERR_INVALID_ARG', 'a chain needs at least one buffer');
-    let head: number;
+    const count = readable.length + writable.length;
+    if (count === 0) throw new VirtioError('ERR_INVALID_ARG', 'a chain needs at least one buffer');
+    this.#checkFree(options.indirect ? 1 : count);
+    // A post that fails leaves the data area as it was.
+    const dataNext = this.#dataNext;
+    let r: GuestBuffer[];
+    let w: GuestBuffer[];
     let indirectTable: GuestAddress | undefined;
-    if (options.indirect) {
-      indirectTable = this.alloc(DESCRIPTOR_SIZE * parts.length, DESCRIPTOR_SIZE);
+    try {
+      r = readable.map((bytes) => {
+        const addr = this.alloc(bytes.length);
+        this.memory.writeSlice(addr, bytes);
+        return { addr, len: bytes.length };
+      });
+      w = writable.map((len) => {
+        const addr = this.alloc(len);
+        this.memory.zero(addr, len);
+        return { addr, len };
+      });
+      if (options.indirect) indirectTable = this.alloc(DESCRIPTOR_SIZE * count, DESCRIPTOR_SIZE);
+    } catch (e) {
+      this.#dataNext = dataNext;
+      throw e;
+    }
+    const parts = [...r.map((b) => ({ ...b, flags: 0 })), ...w.map((b) => ({ ...b, flags: VIRTQ_DESC_F_WRITE }))];
+    let head: number;
+    if (indirectTable !== undefined) {
       parts.forEach((p, i) => {
         const last = i === parts.length - 1;
         this.writeDescriptor(i, { ...p, flags: p.flags | (last ? 0 : VIRTQ_DESC_F_NEXT), next: last ? 0 : i + 1 }, indirectTable);
@@ -282,10 +293,14 @@ export class VirtqueueDriver {
     return addr as GuestAddress;
   }
 
-  #take(n: number): number[] {
+  #checkFree(n: number): void {
     if (n > this.#free.length) {
       throw new VirtioError('ERR_INVALID_ARG', `the driver needs ${n} descriptors; ${this.#free.length} are free`);
     }
+  }
+
+  #take(n: number): number[] {
+    this.#checkFree(n);
     return this.#free.splice(this.#free.length - n, n).reverse();
   }
 }

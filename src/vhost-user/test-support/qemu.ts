@@ -80,7 +80,10 @@ export async function startBackend(kind: Backend['kind'], socket: string, image:
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const end = Date.now() + 10_000;
   while (!existsSync(socket)) {
-    if (child.exitCode !== null || Date.now() > end) throw new Error(`${kind} did not start: ${output}`);
+    if (child.exitCode !== null || Date.now() > end) {
+      child.kill('SIGKILL'); // a back-end that never listened must not keep the test run alive
+      throw new Error(`${kind} did not start: ${output}`);
+    }
     await new Promise((r) => setTimeout(r, 20));
   }
   const pid = child.pid as number;
