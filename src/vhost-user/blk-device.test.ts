@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { decodeBlkConfig, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO } from '../virtio/blk-config.js';
-import { FdDisk } from '../virtio/blk-disk.js';
+import { type BlockDisk, FdDisk } from '../virtio/blk-disk.js';
 import {
   VIRTIO_BLK_S_IOERR,
   VIRTIO_BLK_S_OK,
@@ -81,6 +81,45 @@ describe('VhostUserBlkDevice', () => {
     fe.close();
     await closed;
     [kick, call].forEach(closeFd);
+    closeSync(fd);
+    g.ram.close();
+  });
+
+  test('a guest that keeps posting cannot hold the event loop: the queue is served a queue-worth at a time', async () => {
+    const fd = openSync(image('busy.img'), 'r+');
+    const disk = new FdDisk(fd);
+    let drv: ReturnType<typeof setupVring>['drv'] | undefined;
+    let hostile = true;
+    let head = -1;
+    // The guest re-publishes its chain while the device reads it, as a hostile driver may.
+    const busy: BlockDisk = Object.assign(Object.create(disk) as BlockDisk, {
+      read: (...args: Parameters<BlockDisk['read']>) => {
+        disk.read(...args);
+        if (hostile) drv?.publish(head);
+      },
+    });
+    const device = new VhostUserBlkDevice(new VirtioBlk(busy, { queueSize: 16 }));
+    const g = guest();
+    const { fe, closed } = connect(device);
+    await negotiate(fe, g);
+    const ring = setupVring(fe, g);
+    drv = ring.drv;
+    await until(() => eventfdRead(ring.call) === undefined, 'the queue');
+    head = drv.post([header(VIRTIO_BLK_T_IN, 0)], [512, 1]).head;
+    let turns = 0;
+    const ticker = setInterval(() => turns++, 1);
+    eventfdWrite(ring.kick);
+    await until(() => device.requests > 1000, 'the hostile requests', 5000);
+    const [before, seen] = [turns, device.requests];
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(turns > before, 'timers ran while the guest kept the queue full');
+    assert.ok(device.requests > seen, 'and the queue kept being served');
+    hostile = false;
+    await until(() => drv?.availIdx === (device.requests & 0xffff), 'the queue to drain', 5000);
+    clearInterval(ticker);
+    fe.close();
+    await closed;
+    [ring.kick, ring.call].forEach(closeFd);
     closeSync(fd);
     g.ram.close();
   });

@@ -54,15 +54,17 @@ export class VhostUserBlkDevice implements VhostUserDevice {
     this.#queues.set(index, { queue, notifier });
   }
 
-  kick(index: number): void {
+  kick(index: number): boolean {
     const q = this.#queues.get(index);
-    if (q === undefined) return;
+    if (q === undefined) return false;
     const { queue } = q;
-    do {
-      queue.disableNotification();
-      this.requests += this.blk.processQueue(queue);
-    } while (queue.enableNotification());
+    queue.disableNotification();
+    this.requests += this.blk.processQueue(queue);
+    // More than a queue's worth waiting, or more posted as notifications came back on: come back
+    // after other events, so that a guest that keeps posting cannot hold the event loop.
+    const more = queue.availableCount() > 0 || queue.enableNotification();
     if (queue.needsNotification()) q.notifier.signal();
+    return more;
   }
 
   stopQueue(index: number): void {

@@ -27,8 +27,12 @@ export interface VhostUserDevice {
   setFeatures(features: bigint): void;
   /** Queue `index` is ready: serve it until {@link VhostUserDevice.stopQueue}. */
   startQueue(index: number, queue: SplitQueue, notifier: QueueNotifier): void;
-  /** The driver kicked queue `index` (also called once right after it starts). */
-  kick(index: number): void;
+  /**
+   * The driver kicked queue `index` (also called once right after it starts). Serve a bounded
+   * amount and return true when requests are left: the session calls again after other events,
+   * so one busy (or hostile) guest cannot hold the event loop.
+   */
+  kick(index: number): boolean | void;
   /** Stop serving queue `index`; the session reads where it stands from the queue afterwards. */
   stopQueue(index: number): void;
   /** Back to the state before negotiation (RESET_DEVICE, or the front-end went away). */

@@ -574,9 +574,11 @@ export class VhostUserSession implements Disposable {
 
   #kick(index: number): void {
     const vring = this.#vrings[index];
-    if (vring.queue === undefined) return;
+    const queue = vring.queue;
+    if (queue === undefined) return;
     try {
-      this.#device.kick(index);
+      // The device left work: serve it again once the event loop has seen to everything else.
+      if (this.#device.kick(index) === true) setImmediate(() => this.#guard(() => vring.queue === queue && this.#kick(index)));
     } catch (e) {
       this.#stopVring(index);
       if (vring.errFd !== undefined) eventfdWrite(vring.errFd);

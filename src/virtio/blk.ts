@@ -158,16 +158,18 @@ export class VirtioBlk {
   }
 
   /**
-   * Handles every available chain of `queue` and publishes the used entries in one batch.
-   * Returns how many chains it handled; the caller then asks `queue.needsNotification()`.
+   * Handles the available chains of `queue`, at most `limit` of them (default: one queue's
+   * worth, so that a driver that keeps posting cannot keep the caller here), and publishes the
+   * used entries in one batch. Returns how many chains it handled; the caller then asks
+   * `queue.needsNotification()`, and `queue.availableCount()` whether to come back.
    *
    * @throws {VirtioError} queue-level driver errors (`ERR_VIRTQ_AVAIL_COUNT`, `ERR_DESC_INDEX`
    *   for a head outside the table): the device needs a reset. Entries handled before stay used.
    */
-  processQueue(queue: SplitQueue): number {
+  processQueue(queue: SplitQueue, limit: number = queue.size): number {
     let n = 0;
     try {
-      for (let chain = queue.pop(); chain !== undefined; chain = queue.pop()) {
+      for (let chain = queue.pop(); chain !== undefined; chain = n < limit ? queue.pop() : undefined) {
         const out = this.handle(chain);
         queue.pushUsed(out.head, out.usedLen);
         n++;
