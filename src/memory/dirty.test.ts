@@ -16,6 +16,7 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { structLayout } from '../bytes/struct.js';
 import { u32le, u64le } from '../bytes/values.js';
 import { GuestMemoryRegion } from '../region/region.js';
+import { dirtyGuestPages } from '../test-support/bitmap.js';
 import { newWasmMemory } from '../test-support/wasm.js';
 import { GuestMemory } from './guest-memory.js';
 
@@ -39,16 +40,7 @@ function build(make: () => MemoryBackend): GuestMemory {
   );
 }
 
-/** Guest page numbers the bitmaps report dirty. */
-function dirtyPages(mem: GuestMemory): number[] {
-  const pages: number[] = [];
-  for (const r of mem.regions()) {
-    for (const { offset, length } of (r.bitmap as AtomicBitmap).dirtyRanges()) {
-      for (let p = offset; p < offset + length; p += PAGE) pages.push((r.start + p) / PAGE);
-    }
-  }
-  return pages;
-}
+const dirtyPages = (mem: GuestMemory) => dirtyGuestPages(mem, PAGE);
 
 const Pair = structLayout('pair', { a: u64le, b: u32le });
 

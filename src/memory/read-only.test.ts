@@ -20,6 +20,7 @@ import { structLayout } from '../bytes/struct.js';
 import { u32le, u64le } from '../bytes/values.js';
 import { RegionError } from '../region/errors.js';
 import { GuestMemoryRegion } from '../region/region.js';
+import { dirtyGuestPages } from '../test-support/bitmap.js';
 import { newWasmMemory } from '../test-support/wasm.js';
 import { GuestMemoryError } from './errors.js';
 import { GuestMemory } from './guest-memory.js';
@@ -61,15 +62,7 @@ function contents(mem: GuestMemory): Uint8Array {
   return buf;
 }
 
-function dirtyPages(mem: GuestMemory): number[] {
-  const pages: number[] = [];
-  for (const r of mem.regions()) {
-    for (const { offset, length } of (r.bitmap as AtomicBitmap).dirtyRanges()) {
-      for (let p = offset; p < offset + length; p += PAGE) pages.push((r.start + p) / PAGE);
-    }
-  }
-  return pages;
-}
+const dirtyPages = (mem: GuestMemory) => dirtyGuestPages(mem, PAGE);
 
 const Pair = structLayout('pair', { a: u64le, b: u32le });
 type Target = Bytes<number>;
