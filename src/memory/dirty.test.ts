@@ -10,14 +10,12 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { GuestAddress } from '../address/address.js';
 import type { MemoryBackend } from '../backend/backend.js';
-import { heapBackend, sharedBackend } from '../backend/buffer.js';
-import { WasmMemoryBackend } from '../backend/wasm.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { structLayout } from '../bytes/struct.js';
 import { u32le, u64le } from '../bytes/values.js';
 import { GuestMemoryRegion } from '../region/region.js';
+import { inProcessBackends } from '../test-support/backends.js';
 import { dirtyGuestPages } from '../test-support/bitmap.js';
-import { newWasmMemory } from '../test-support/wasm.js';
 import { GuestMemory } from './guest-memory.js';
 
 const PAGE = 4096;
@@ -28,11 +26,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const file = join(dir, 'src');
 writeFileSync(file, new Uint8Array(2 * PAGE).fill(3));
 
-const backends: Record<string, () => MemoryBackend> = {
-  heap: () => heapBackend(REGION),
-  shared: () => sharedBackend(REGION),
-  wasm: () => new WasmMemoryBackend(newWasmMemory({ initial: 1 })),
-};
+const backends = inProcessBackends(REGION);
 
 function build(make: () => MemoryBackend): GuestMemory {
   return GuestMemory.fromRegions(

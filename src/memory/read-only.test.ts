@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { GuestAddress, MemoryRegionAddress } from '../address/address.js';
 import type { MemoryBackend } from '../backend/backend.js';
-import { heapBackend, sharedBackend } from '../backend/buffer.js';
-import { WasmMemoryBackend } from '../backend/wasm.js';
+import { heapBackend } from '../backend/buffer.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import type { Bytes } from '../bytes/bytes.js';
 import { VolatileMemoryError } from '../bytes/errors.js';
@@ -20,8 +19,8 @@ import { structLayout } from '../bytes/struct.js';
 import { u32le, u64le } from '../bytes/values.js';
 import { RegionError } from '../region/errors.js';
 import { GuestMemoryRegion } from '../region/region.js';
+import { inProcessBackends } from '../test-support/backends.js';
 import { dirtyGuestPages } from '../test-support/bitmap.js';
-import { newWasmMemory } from '../test-support/wasm.js';
 import { GuestMemoryError } from './errors.js';
 import { GuestMemory } from './guest-memory.js';
 
@@ -39,11 +38,7 @@ function fdOf(): number {
 }
 after(() => fd >= 0 && closeSync(fd));
 
-const backends: Record<string, () => MemoryBackend> = {
-  heap: () => heapBackend(REGION),
-  shared: () => sharedBackend(REGION),
-  wasm: () => new WasmMemoryBackend(newWasmMemory({ initial: 1 })),
-};
+const backends = inProcessBackends(REGION);
 
 /** A writable region followed by a read-only one, both tracked, all bytes 0x22. */
 function build(make: () => MemoryBackend): GuestMemory {

@@ -12,6 +12,18 @@ import { closeFd, eventfd, eventfdRead, eventfdWrite, sendMsg, socketPair } from
 import { configPayload, type FakeFrontend, logPayload, memTable, singleRegion, u64, UVA_BASE, vringAddr, vringState } from './test-support/frontend.js';
 import { connect, guest, MiB, negotiate, openFds, setupVring, until } from './test-support/harness.js';
 
+/** A session whose vring 0 runs with one end of a socket pair as its kick fd (a hostile front-end's choice). */
+async function vringKickedBySocket() {
+  const g = guest();
+  const { fe, device, closed } = connect();
+  await negotiate(fe, g);
+  const [kickEnd, frontEnd] = socketPair();
+  const drv = setupVring(fe, g);
+  fe.send(R.SET_VRING_KICK, u64(0), [kickEnd]);
+  await until(() => device.queues.has(0), 'the queue to start');
+  return { g, fe, closed, drv, kickEnd, frontEnd };
+}
+
 describe('VhostUserSession with a well-behaved front-end', () => {
   test('negotiates, maps the memory table, runs a vring, stops and reports its base', async () => {
     const before = await openFds();
@@ -395,13 +407,7 @@ describe('VhostUserSession with a hostile front-end', () => {
   });
 
   test('a kick fd whose polling fails ends the session (libuv stops polling it)', async () => {
-    const g = guest();
-    const { fe, device, closed } = connect();
-    await negotiate(fe, g);
-    const [kickEnd, frontEnd] = socketPair();
-    const drv = setupVring(fe, g);
-    fe.send(R.SET_VRING_KICK, u64(0), [kickEnd]);
-    await until(() => device.queues.has(0), 'the queue to start');
+    const { g, fe, closed, drv, kickEnd, frontEnd } = await vringKickedBySocket();
     // Readable (8 bytes wait) and in error: the peer goes away with bytes it never read.
     sendMsg(kickEnd, Uint8Array.of(1));
     sendMsg(frontEnd, new Uint8Array(8));
@@ -416,13 +422,7 @@ describe('VhostUserSession with a hostile front-end', () => {
   });
 
   test('a kick fd that is not an eventfd ends the session when it fires, and the process keeps running', async () => {
-    const g = guest();
-    const { fe, device, closed } = connect();
-    await negotiate(fe, g);
-    const [kickEnd, frontEnd] = socketPair();
-    const drv = setupVring(fe, g);
-    fe.send(R.SET_VRING_KICK, u64(0), [kickEnd]);
-    await until(() => device.queues.has(0), 'the queue to start');
+    const { g, fe, closed, drv, kickEnd, frontEnd } = await vringKickedBySocket();
     sendMsg(frontEnd, Uint8Array.of(1, 2, 3)); // 3 bytes: not an eventfd counter
     const error = await closed;
     assert.equal(error?.code, 'ERR_VHOST_USER_SYSTEM');
