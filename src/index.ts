@@ -43,7 +43,7 @@ export {
 export * from './memory/errors.js';
 export * from './memory/share.js';
 export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
-export { layoutPath, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
+export { layoutPath, MAX_LAYOUT_BYTES, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
 export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
 export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';
 export { MemoryBacking } from './manager/backing.js';
