@@ -47,7 +47,7 @@ export { layoutPath, MAX_LAYOUT_BYTES, type SnapshotLayout, type SnapshotRegion 
 export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
 export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';
 export { MemoryBacking } from './manager/backing.js';
-export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, X86_LEGACY_SPLIT } from './manager/builder.js';
+export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, type BackingAllocatorOptions, X86_LEGACY_SPLIT } from './manager/builder.js';
 export type { UnmappedPolicy } from './manager/dispatch.js';
 export * from './manager/errors.js';
 export type { FlatSpan, FlatViewEvent, SpanAdded, SpanChanged, SpanKind, SpanRemoved } from './manager/flat-view.js';
