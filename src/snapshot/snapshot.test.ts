@@ -1,6 +1,6 @@
 /** Memory snapshots: full, diff, merge and restore round trips, sparseness, and every error. */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import fs, { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -379,7 +379,7 @@ describe('a snapshot that fails at any step leaves the previous one restorable',
       }
       // lstat x2, open, ftruncate, fsync, close, then the layout's open, write, fsync, close, the
       // four renames and the directory's open, fsync and close.
-      assert.ok(failed >= 15, `${failed} steps failed in turn`);
+      assert.ok(failed >= 17, `${failed} steps failed in turn`);
       assert.deepEqual(contents(restored(base, diffs)), contents(mem), 'the snapshot that went through restores the new state');
       assert.deepEqual(leftovers(path), []);
     });
@@ -421,6 +421,7 @@ describe('hostile files are refused before memory changes, without blocking', ()
     return path;
   }
   const fifo = (path: string) => execFileSync('mkfifo', [path]);
+  const noMkfifo = spawnSync('mkfifo', ['--version']).error;
 
   const cases: [string, () => ['restore' | 'merge', string, string[]]][] = [
     ['a FIFO as memory file', () => ['restore', hostile(base, 'memory', fifo), []]],
@@ -435,7 +436,11 @@ describe('hostile files are refused before memory changes, without blocking', ()
     ['a directory as base of a merge', () => ['merge', hostile(base, 'memory', mkdirSync), [diff]]],
   ];
   for (const [why, make] of cases) {
-    it(why, async () => {
+    it(why, async (t) => {
+      if (why.includes('FIFO') && noMkfifo !== undefined) {
+        t.skip(`mkfifo cannot be run here: ${noMkfifo.message}`);
+        return;
+      }
       const [op, path, diffs] = make();
       const baseBytes = readFileSync(base);
       const { code, unchanged } = await inChild(op, path, diffs);
