@@ -137,8 +137,9 @@ function writeSnapshot(
     fd = undefined;
     const layout: SnapshotLayout = { kind, size, regions, data };
     writeNewFile(layoutFile.temp, layoutBytes(layout, path));
-    replaceFiles([memory, layoutFile], tag);
+    // Before the commit: a callback that throws still leaves the previous snapshot in place.
     onProgress?.(total, total);
+    replaceFiles([memory, layoutFile], tag);
     return layout;
   } catch (err) {
     // Put the taken pages back: the next snapshot or harvest must still see them.
