@@ -142,7 +142,7 @@ export class GuestMemoryBuilder {
    * Backs RAM with huge pages of `size` bytes (2 MiB and 1 GiB on x86-64), as OpenVMM's
    * `hugepages`; `undefined` (the default) for normal pages. The allocator is asked for them
    * ({@link BackingAllocatorOptions.hugePageSize}). {@link build} checks that the size is a power
-   * of two of at least 4096, that every RAM range starts and ends on a huge page, and refuses huge
+   * of two from 4 KiB to 1 GiB, that every RAM range starts and ends on a huge page, and refuses huge
    * pages with an existing backing, with heap or shared RAM (JS buffers have no huge pages) and
    * with x86 legacy support (its 16 KiB ranges cannot be mapped with huge pages).
    */

@@ -14,7 +14,7 @@ export type MemoryManagerErrorCode =
   | 'ERR_LEGACY_RAM_LAYOUT'
   /** RAM and MMIO ranges of a layout that are empty, unsorted or overlapping. */
   | 'ERR_INVALID_LAYOUT'
-  /** A huge page size that is not a power of two of at least 4096 bytes. */
+  /** A huge page size that is not a power of two from 4 KiB to 1 GiB. */
   | 'ERR_HUGE_PAGE_SIZE'
   /** RAM (its total, or a range's start or length) that is not a multiple of the huge page size. */
   | 'ERR_HUGE_PAGE_ALIGNMENT'
