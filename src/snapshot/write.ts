@@ -34,9 +34,9 @@ const SCAN_PAGE = 4096;
  * Writes all of `mem` to `path` (regions in guest-address order, back to back) and its layout
  * to `path.json`. Zero pages are not written: the file is sparse there, as Firecracker's are.
  *
- * The new files are written beside the old ones and renamed into place only when complete and
- * synced (see {@link replaceFiles}): a snapshot that fails at any step leaves the one that was at
- * `path` before intact and restorable. `path` and `path.json`, where they exist, must be
+ * The new files are written beside the old ones (`<name>.<tag>.tmp`), fsynced, and renamed into
+ * place only when complete, the layout last; the directory is fsynced after. A snapshot that
+ * fails at any step leaves the one that was at `path` before intact and restorable. `path` and `path.json`, where they exist, must be
  * regular files (they are replaced, not written through).
  *
  * The full snapshot is the baseline of the next diff: the dirty pages of every tracked region are
