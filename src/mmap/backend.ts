@@ -299,6 +299,8 @@ export class MmapBackend implements MemoryBackend, Disposable {
   readonly #handle: NativeHandle;
   #fd: number | undefined;
   #closed = false;
+  /** Set by the `pin` option: a discard of a private file mapping pins its new pages too. */
+  #pinned = false;
   readonly #chunks: readonly MmapChunk[];
   /** Views per chunk, made on first use; the buffers are what close() detaches. */
   #views: (BackingViews | undefined)[] = [];
@@ -352,8 +354,9 @@ export class MmapBackend implements MemoryBackend, Disposable {
 
   /**
    * Memory in a new memfd, mapped shared and sealed against shrinking (a shrunk memfd would
-   * SIGBUS every process mapping it). {@link MmapBackend.fd} can go to another process or a
-   * vhost-user device, which then sees the same RAM.
+   * SIGBUS every process mapping it), then sealed with `F_SEAL_SEAL`, so that no other holder of
+   * the fd can add seals (`F_SEAL_WRITE` would break guest writes). {@link MmapBackend.fd} can go
+   * to another process or a vhost-user device, which then sees the same RAM.
    *
    * @throws {MmapError} `ERR_MMAP_FAILED` (with `errno`; `ENOMEM` for hugetlb pages the machine
    *   does not have), `ERR_MMAP_FIXED_FORBIDDEN`, `ERR_MMAP_INVALID_ARGUMENT`.
@@ -370,7 +373,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
     let st: BigIntStats;
     try {
       call(`size the memfd to ${size} bytes`, () => host.fs.ftruncateSync(fd, size));
-      call('seal the memfd against shrinking', () => native.sealShrink(fd));
+      call('seal the memfd', () => native.addSeals(fd, native.F_SEAL_SHRINK | native.F_SEAL_SEAL));
       st = call('stat the memfd', () => host.fs.fstatSync(fd, { bigint: true }));
     } catch (e) {
       host.fs.closeSync(fd);
@@ -542,9 +545,10 @@ export class MmapBackend implements MemoryBackend, Disposable {
 
   /**
    * Frees `[offset, offset + length)` so that it reads as zeros: `MADV_DONTNEED` for private
-   * memory, `MADV_REMOVE` (a hole punched in the memfd, shmem or file: what
+   * anonymous memory, `MADV_REMOVE` (a hole punched in the memfd, shmem or file: what
    * `fallocate(PUNCH_HOLE)` does) for shared memory, which every other mapping then sees too.
-   * A private file mapping is the exception: it reads the file's contents again.
+   * A private file mapping gets fresh anonymous pages over the range (`MADV_DONTNEED` would
+   * bring back the file's contents); the file is untouched, and pinned memory stays pinned.
    *
    * @throws {MmapError} `ERR_MMAP_RANGE` for a range outside the memory or not aligned to
    *   {@link MmapBackend.pageSize}; `ERR_MMAP_READ_ONLY`; `ERR_MMAP_FAILED` (`EOPNOTSUPP` on a
@@ -566,8 +570,15 @@ export class MmapBackend implements MemoryBackend, Disposable {
       );
     }
     if (length === 0) return;
+    const what = `discard ${length} bytes at ${hex(offset)}`;
+    if (this.source === 'file' && !this.mapShared) {
+      call(what, () => native.zeroPrivate(this.#handle, offset, length));
+      // The new pages are a mapping of their own, which the old one's mlock does not cover.
+      if (this.#pinned) call(`pin ${length} bytes at ${hex(offset)}`, () => native.mlock(this.#handle, offset, length));
+      return;
+    }
     const advice = this.mapShared ? native.MADV_REMOVE : native.MADV_DONTNEED;
-    call(`discard ${length} bytes at ${hex(offset)}`, () => native.madvise(this.#handle, offset, length, advice));
+    call(what, () => native.madvise(this.#handle, offset, length, advice));
   }
 
   /**
@@ -668,7 +679,10 @@ export class MmapBackend implements MemoryBackend, Disposable {
         const advice = this.readOnly ? native.MADV_POPULATE_READ : native.MADV_POPULATE_WRITE;
         all('populate', () => native.madvise(this.#handle, 0, this.size, advice));
       }
-      if (options.pin === true) all('pin', () => native.mlock(this.#handle, 0, this.size));
+      if (options.pin === true) {
+        all('pin', () => native.mlock(this.#handle, 0, this.size));
+        this.#pinned = true;
+      }
     } catch (e) {
       this.close();
       throw e;
