@@ -2,7 +2,7 @@ import type { BigIntStats } from 'node:fs';
 import { validateIndex } from '../address/address.js';
 import type { BackendDescription, MemoryBackend } from '../backend/backend.js';
 import { BackendError } from '../backend/errors.js';
-import { BackingViews } from '../backend/views.js';
+import { BackingViews, EMPTY_VIEWS } from '../backend/views.js';
 import { hex } from '../errors.js';
 import { MmapError } from './errors.js';
 import { call, host, type NativeHandle, native } from './native.js';
@@ -639,6 +639,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
   #chunkViews(i: number, offset: number, size: number): BackingViews {
     this.#checkOpen();
     let v = this.#views[i];
+    if (v === undefined && deferring) return EMPTY_VIEWS;
     if (v === undefined) {
       const buffer = call('wrap the mapping', () => native.wrap(this.#handle, offset, size));
       v = new BackingViews(buffer, true);
@@ -688,6 +689,29 @@ export class MmapBackend implements MemoryBackend, Disposable {
       throw e;
     }
     return this;
+  }
+}
+
+/** True while {@link deferChunkViews} runs. */
+let deferring = false;
+
+/**
+ * Runs `build`, in which chunks whose views were not made yet answer {@link EMPTY_VIEWS}
+ * rather than wrapping their memory; returns what `build` returns.
+ *
+ * For whoever builds regions over many chunks (a vhost-user memory table of terabytes): a
+ * region keeps the views it was built with and asks its backend again at the first access they
+ * do not cover, so each chunk is wrapped when first used. Wrapping costs more than it seems:
+ * V8 counts each 4 GiB external ArrayBuffer as memory in use and collects garbage to make room,
+ * so wrapping the 256 chunks of 1 TiB up front took about a second here, and 8 TiB 9 s.
+ */
+export function deferChunkViews<T>(build: () => T): T {
+  const outer = deferring;
+  deferring = true;
+  try {
+    return build();
+  } finally {
+    deferring = outer;
   }
 }
 
