@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { FdDisk } from '../virtio/blk-disk.js';
 import { VirtioBlk } from '../virtio/blk.js';
 import { VhostUserBlkDevice } from './blk-device.js';
+import type { VhostUserError } from './errors.js';
 import { bit, ProtocolFeature } from './protocol.js';
 import { VhostUserServer } from './server.js';
 import { PROTOCOL_FEATURES } from './session.js';
@@ -92,7 +93,7 @@ try {
   const device = new VhostUserBlkDevice(blk, { queues });
   const options = {
     onConnect: () => say('front-end connected'),
-    onDisconnect: (e: Error | undefined) => say(e === undefined ? 'front-end disconnected' : `connection dropped: ${e.message}`),
+    onDisconnect: (e: VhostUserError | undefined) => say(e === undefined ? 'front-end disconnected' : `connection dropped (${e.code}): ${e.message}`),
     onQueueError: (i: number, e: unknown) => say(`queue ${i} stopped: ${(e as Error).message}`),
     protocolFeatures: args['no-mem-slots'] ? PROTOCOL_FEATURES & ~bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) : PROTOCOL_FEATURES,
     allowUnsealedMemory: args['allow-unsealed-memory'],
