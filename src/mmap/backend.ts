@@ -182,10 +182,10 @@ export class MmapChunk implements MemoryBackend {
   /** Where the chunk starts in its backend. */
   readonly offset: number;
   readonly size: number;
-  readonly #load: () => BackingViews;
+  readonly #load: (defer: boolean) => BackingViews;
 
   /** @internal Made by {@link MmapBackend.chunks}. */
-  constructor(backend: MmapBackend, offset: number, size: number, load: () => BackingViews) {
+  constructor(backend: MmapBackend, offset: number, size: number, load: (defer: boolean) => BackingViews) {
     this.backend = backend;
     this.offset = offset;
     this.size = size;
@@ -214,12 +214,13 @@ export class MmapChunk implements MemoryBackend {
   }
 
   /**
-   * Views of this chunk's bytes, from its first byte.
+   * Views of this chunk's bytes, from its first byte; made on the first call, except inside
+   * {@link deferChunkViews} for this chunk, which answers empty views until then.
    *
    * @throws {BackendError} `ERR_BACKEND_CLOSED` once the backend was closed.
    */
   views(): BackingViews {
-    return this.#load();
+    return this.#load(deferred?.has(this) === true);
   }
 }
 
@@ -318,7 +319,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
     const chunks: MmapChunk[] = [];
     for (let offset = 0, i = 0; offset < this.size; offset += init.chunkSize, i++) {
       const size = Math.min(init.chunkSize, this.size - offset);
-      chunks.push(new MmapChunk(this, offset, size, () => this.#chunkViews(i, offset, size)));
+      chunks.push(new MmapChunk(this, offset, size, (defer) => this.#chunkViews(i, offset, size, defer)));
     }
     this.#chunks = chunks;
     if (init.fd !== undefined) fdCleanup.register(this, init.fd, this);
@@ -636,10 +637,10 @@ export class MmapBackend implements MemoryBackend, Disposable {
     if (this.#closed) throw new BackendError('ERR_BACKEND_CLOSED', 'the mmap backend was closed');
   }
 
-  #chunkViews(i: number, offset: number, size: number): BackingViews {
+  #chunkViews(i: number, offset: number, size: number, defer: boolean): BackingViews {
     this.#checkOpen();
     let v = this.#views[i];
-    if (v === undefined && deferring) return EMPTY_VIEWS;
+    if (v === undefined && defer) return EMPTY_VIEWS;
     if (v === undefined) {
       const buffer = call('wrap the mapping', () => native.wrap(this.#handle, offset, size));
       v = new BackingViews(buffer, true);
@@ -692,12 +693,12 @@ export class MmapBackend implements MemoryBackend, Disposable {
   }
 }
 
-/** True while {@link deferChunkViews} runs. */
-let deferring = false;
+/** The chunks of the {@link deferChunkViews} running, if any. */
+let deferred: ReadonlySet<MmapChunk> | undefined;
 
 /**
- * Runs `build`, in which chunks whose views were not made yet answer {@link EMPTY_VIEWS}
- * rather than wrapping their memory; returns what `build` returns.
+ * Runs `build`, in which those of `chunks` whose views were not made yet answer
+ * {@link EMPTY_VIEWS} rather than wrapping their memory; returns what `build` returns.
  *
  * For whoever builds regions over many chunks (a vhost-user memory table of terabytes): a
  * region keeps the views it was built with and asks its backend again at the first access they
@@ -705,13 +706,13 @@ let deferring = false;
  * V8 counts each 4 GiB external ArrayBuffer as memory in use and collects garbage to make room,
  * so wrapping the 256 chunks of 1 TiB up front took about a second here, and 8 TiB 9 s.
  */
-export function deferChunkViews<T>(build: () => T): T {
-  const outer = deferring;
-  deferring = true;
+export function deferChunkViews<T>(chunks: Iterable<MmapChunk>, build: () => T): T {
+  const outer = deferred;
+  deferred = new Set([...(outer ?? []), ...chunks]);
   try {
     return build();
   } finally {
-    deferring = outer;
+    deferred = outer;
   }
 }
 

@@ -270,7 +270,7 @@ function mapRegion(r: MemoryRegionDescription, fd: number, log: VhostUserLog): M
     );
   }
   const parts: GuestMemoryRegion[] = [];
-  deferChunkViews(() => {
+  deferChunkViews(backend.chunks(), () => {
     for (const chunk of backend.chunks()) {
       const from = Math.max(delta, chunk.offset);
       const to = Math.min(delta + r.size, chunk.offset + chunk.size);
