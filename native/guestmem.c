@@ -418,12 +418,12 @@ static napi_value js_memfd_create(napi_env env, napi_callback_info info) {
 static napi_value js_add_seals(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int fd;
-  int32_t seals;
+  double seals;
+  const int known = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
   if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd) ||
-      napi_get_value_int32(env, argv[1], &seals) != napi_ok || seals <= 0 ||
-      (seals & ~(F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)) != 0)
+      !get_index(env, argv[1], known, &seals) || seals == 0 || ((int)seals & ~known) != 0)
     return BAD_ARG(env, "arguments to addSeals");
-  if (fcntl(fd, F_ADD_SEALS, seals) != 0) return fail_errno(env, "fcntl", errno);
+  if (fcntl(fd, F_ADD_SEALS, (int)seals) != 0) return fail_errno(env, "fcntl", errno);
   return NULL;
 }
 

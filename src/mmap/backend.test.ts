@@ -127,6 +127,25 @@ describe('mapping kinds', () => {
     assert.equal(other.views().u8[0x3fff], 7);
   });
 
+  test('the addon checks the arguments of addSeals, getSeals and zeroPrivate', () => {
+    const bad = { code: 'ERR_INVALID_ARG_VALUE' };
+    using m = MmapBackend.memfd(PAGE_SIZE);
+    const fd = m.fd as number;
+    for (const seals of [0, -1, 0x10000, 1.5, '1']) assert.throws(() => native.addSeals(fd, seals as number), bad, String(seals));
+    assert.throws(() => native.getSeals(-1), bad);
+    const closed = openSync(fileWith(pattern(PAGE_SIZE)), 'r');
+    assert.equal(native.getSeals(closed), 0, 'a regular file has no seals');
+    closeSync(closed);
+    assert.throws(() => native.getSeals(closed), { errno: 9 /* EBADF */, syscall: 'fcntl' });
+    const handle = native.map(2 * PAGE_SIZE, native.MAP_PRIVATE | native.MAP_ANONYMOUS, -1, 0);
+    assert.throws(() => native.zeroPrivate(handle, 1, PAGE_SIZE), bad);
+    assert.throws(() => native.zeroPrivate(handle, 0, PAGE_SIZE + 1), bad);
+    assert.throws(() => native.zeroPrivate(handle, PAGE_SIZE, 2 * PAGE_SIZE), bad);
+    assert.throws(() => native.zeroPrivate({} as typeof handle, 0, PAGE_SIZE), bad);
+    native.release(handle);
+    assert.throws(() => native.zeroPrivate(handle, 0, PAGE_SIZE), { code: 'ERR_BACKEND_CLOSED' });
+  });
+
   test('a shared file mapping writes through to the file at its offset', () => {
     const path = fileWith(pattern(4 * PAGE_SIZE));
     using b = MmapBackend.file({ path, offset: PAGE_SIZE, size: 2 * PAGE_SIZE });
