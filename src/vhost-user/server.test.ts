@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { VhostUserError } from './errors.js';
 import { Request as R } from './protocol.js';
 import { VhostUserServer } from './server.js';
+import { VhostUserSession } from './session.js';
 import { connectUnix, socketPair } from './sys.js';
 import { EchoDevice } from './test-support/echo-device.js';
 import { FakeFrontend } from './test-support/frontend.js';
@@ -119,4 +120,14 @@ test('session options out of range are refused before the server listens', () =>
     );
     assert.equal(existsSync(path), false);
   }
+});
+
+test('a session given options out of range refuses them and closes the socket it was given', async () => {
+  const [a, b] = socketPair();
+  assert.throws(
+    () => new VhostUserSession(b, new EchoDevice(), { negotiationTimeout: Number.NaN }),
+    (e: unknown) => e instanceof VhostUserError && e.code === 'ERR_VHOST_USER_INVALID_ARG',
+  );
+  await new FakeFrontend(a).hungUp();
+  closeSync(a);
 });
