@@ -698,13 +698,14 @@ let deferred: ReadonlySet<MmapChunk> | undefined;
 
 /**
  * Runs `build`, in which those of `chunks` whose views were not made yet answer
- * {@link EMPTY_VIEWS} rather than wrapping their memory; returns what `build` returns.
+ * empty views (every access misses them) rather than wrapping their memory; returns what `build`
+ * returns.
  *
  * For whoever builds regions over many chunks (a vhost-user memory table of terabytes): a
  * region keeps the views it was built with and asks its backend again at the first access they
  * do not cover, so each chunk is wrapped when first used. Wrapping costs more than it seems:
- * V8 counts each 4 GiB external ArrayBuffer as memory in use and collects garbage to make room,
- * so wrapping the 256 chunks of 1 TiB up front took 0.8 s on a quiet machine here, and the 2048
+ * V8 counts each 4 GiB external ArrayBuffer as memory in use and runs a full collection for
+ * "external memory pressure" at every wrap (seen with --trace-gc), so wrapping the 256 chunks of 1 TiB up front took 0.8 s on a quiet machine here, and the 2048
  * of 8 TiB 9 s (6 s and 67 s on a busy one).
  */
 export function deferChunkViews<T>(chunks: Iterable<MmapChunk>, build: () => T): T {
