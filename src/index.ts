@@ -1,6 +1,10 @@
 /**
  * guestmem: guest physical memory for virtual machine monitors.
  *
+ * This entry imports nothing from Node.js: it is what a browser (or a bundler's `browser`
+ * condition) gets. Node.js resolves `guestmem` to `guestmem/node`, which adds what needs Node
+ * (snapshot files).
+ *
  * @packageDocumentation
  */
 export * from './address/address.js';
@@ -43,9 +47,6 @@ export {
 export * from './memory/errors.js';
 export * from './memory/share.js';
 export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
-export { layoutPath, MAX_LAYOUT_BYTES, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
-export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
-export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';
 export { MemoryBacking } from './manager/backing.js';
 export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, type BackingAllocatorOptions, X86_LEGACY_SPLIT } from './manager/builder.js';
 export type { UnmappedPolicy } from './manager/dispatch.js';

@@ -2,7 +2,7 @@ import { isIndex, validateIndex } from '../address/address.js';
 import { hex } from '../errors.js';
 import type { BackendDescription, MemoryBackend } from './backend.js';
 import { BackendError } from './errors.js';
-import { type BackingViews, isSharedArrayBuffer, viewsOf } from './views.js';
+import { type BackingViews, isSharedArrayBuffer, sharedMemoryMissing, viewsOf } from './views.js';
 
 /** A backend over a fixed JS buffer: heap ArrayBuffer, SharedArrayBuffer, or adopted bytes. */
 class BufferBackend implements MemoryBackend {
@@ -70,6 +70,8 @@ export function sharedBufferBackend(description: BackendDescription): MemoryBack
 
 function allocate(size: number, shared: boolean): Uint8Array {
   validateIndex(size, 'size');
+  const missing = shared ? sharedMemoryMissing() : undefined;
+  if (missing !== undefined) throw new BackendError('ERR_SHARED_MEMORY_UNAVAILABLE', `cannot allocate shared memory: ${missing}`, { length: size });
   try {
     return new Uint8Array(shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size));
   } catch (err) {
@@ -90,7 +92,9 @@ export function heapBackend(size: number): MemoryBackend {
  * Memory in a SharedArrayBuffer: new and zeroed when given a size, or an existing buffer (for
  * example one received from another worker). Atomics work on it.
  *
- * @throws {BackendError} `ERR_BACKEND_SIZE` when the engine cannot allocate it.
+ * @throws {BackendError} `ERR_BACKEND_SIZE` when the engine cannot allocate it;
+ *   `ERR_SHARED_MEMORY_UNAVAILABLE` where there is no SharedArrayBuffer (a web page that is not
+ *   cross-origin isolated: the message names the headers it needs).
  */
 export function sharedBackend(sizeOrBuffer: number | SharedArrayBuffer): MemoryBackend {
   const bytes = typeof sizeOrBuffer === 'number' ? allocate(sizeOrBuffer, true) : new Uint8Array(sizeOrBuffer);

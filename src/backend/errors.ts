@@ -8,6 +8,8 @@ export type BackendErrorCode =
   | 'ERR_BACKEND_SIZE'
   /** Memory that no other worker or process can see was asked for a shareable description. */
   | 'ERR_BACKEND_NOT_SHAREABLE'
+  /** Shared memory was asked for where the environment has no SharedArrayBuffer (a page that is not cross-origin isolated). */
+  | 'ERR_SHARED_MEMORY_UNAVAILABLE'
   /** An argument of the wrong kind. */
   | 'ERR_INVALID_ARG';
 

@@ -77,8 +77,22 @@ export function viewsOf(buffer: ArrayBufferLike): BackingViews {
 /** Views of nothing: what a closed or detached backing answers with, so every access misses. */
 export const EMPTY_VIEWS = new BackingViews(new ArrayBuffer(0), false);
 
-export function isSharedArrayBuffer(buffer: ArrayBufferLike): buffer is SharedArrayBuffer {
+export function isSharedArrayBuffer(buffer: unknown): buffer is SharedArrayBuffer {
   return typeof SharedArrayBuffer === 'function' && buffer instanceof SharedArrayBuffer;
+}
+
+/**
+ * Why this JS environment has no SharedArrayBuffer, or undefined when it has one. Browsers give
+ * it only to cross-origin-isolated pages, so every layer that needs it says which headers bring it
+ * (nothing touches SharedArrayBuffer at load: heap-only use works on any page).
+ */
+export function sharedMemoryMissing(): string | undefined {
+  if (typeof SharedArrayBuffer === 'function') return undefined;
+  return (
+    'SharedArrayBuffer is not available here: a web page gets it only when cross-origin isolated, served with ' +
+    'the headers `Cross-Origin-Opener-Policy: same-origin` and `Cross-Origin-Embedder-Policy: require-corp` ' +
+    '(see `crossOriginIsolated`)'
+  );
 }
 
 /** guestmem's typed fast paths read multi-byte values with the host's byte order. */

@@ -70,7 +70,7 @@ export class WasmMemoryBackend implements MemoryBackend {
   static fromShared(description: BackendDescription): WasmMemoryBackend {
     const { kind, memory } = description as Partial<WasmMemoryDescription>;
     const buffer: unknown = typeof memory === 'object' && memory !== null ? memory.buffer : undefined;
-    if (kind !== 'wasm-memory' || !(buffer instanceof SharedArrayBuffer) || typeof memory?.grow !== 'function') {
+    if (kind !== 'wasm-memory' || !isSharedArrayBuffer(buffer) || typeof memory?.grow !== 'function') {
       throw new BackendError('ERR_INVALID_ARG', 'not a wasm-memory description: it needs a shared WebAssembly.Memory');
     }
     return new WasmMemoryBackend(memory);

@@ -1,6 +1,6 @@
 import { describe, isIndex, validateIndex } from '../address/address.js';
 import type { MemoryBackend } from '../backend/backend.js';
-import { HOST_LITTLE_ENDIAN } from '../backend/views.js';
+import { HOST_LITTLE_ENDIAN, isSharedArrayBuffer, sharedMemoryMissing } from '../backend/views.js';
 import { hex } from '../errors.js';
 import type { Bitmap } from './bitmap.js';
 import { BitmapError } from './errors.js';
@@ -71,10 +71,7 @@ interface GrowableBuffer {
   readonly maxByteLength: number;
   grow(byteLength: number): void;
 }
-const GrowableSharedArrayBuffer = SharedArrayBuffer as unknown as new (
-  byteLength: number,
-  options: { maxByteLength: number },
-) => SharedArrayBuffer;
+type GrowableSharedArrayBufferConstructor = new (byteLength: number, options: { maxByteLength: number }) => SharedArrayBuffer;
 
 /**
  * Where the words of a bitmap made by {@link AtomicBitmap.inBackend} live: memory that other
@@ -153,7 +150,8 @@ export class AtomicBitmap implements Bitmap {
    *
    * @throws {BitmapError} `ERR_BITMAP_INVALID` for a page size that is not a power of two in
    * `[1, 2^30]`, more than 2^32 pages, a non-boolean `shared`, or a `maxByteLength` that is
-   * below `byteLength` or given for a non-shared bitmap.
+   * below `byteLength` or given for a non-shared bitmap; `ERR_SHARED_MEMORY_UNAVAILABLE` for a
+   * `shared` bitmap where there is no SharedArrayBuffer (a page that is not cross-origin isolated).
    * @throws {AddressError} `ERR_INVALID_ADDRESS` when a length is not a non-negative safe integer.
    */
   constructor(byteLength: number, options: AtomicBitmapOptions = {}) {
@@ -168,6 +166,8 @@ export class AtomicBitmap implements Bitmap {
     this._shift = 31 - Math.clz32(pageSize);
     const adopted = (options as AdoptingOptions)[ADOPT];
     this._shared = shared || adopted !== undefined;
+    const missing = shared ? sharedMemoryMissing() : undefined;
+    if (missing !== undefined) throw new BitmapError('ERR_SHARED_MEMORY_UNAVAILABLE', `cannot make a shared bitmap: ${missing}`);
     this.#backing = adopted?.backing;
     if (adopted !== undefined) {
       const room = adopted.buffer.byteLength - adopted.byteOffset;
@@ -192,7 +192,9 @@ export class AtomicBitmap implements Bitmap {
           { length: maxByteLength },
         );
       }
-      const buffer = new GrowableSharedArrayBuffer(wordBytes(pages), { maxByteLength: wordBytes(maxPages) });
+      const buffer = new (SharedArrayBuffer as unknown as GrowableSharedArrayBufferConstructor)(wordBytes(pages), {
+        maxByteLength: wordBytes(maxPages),
+      });
       // An explicit length: a view that tracks a growable buffer's length is ~15x slower in V8.
       this._words = new Int32Array(buffer, 0, wordBytes(pages) / 4);
     } else {
@@ -209,7 +211,7 @@ export class AtomicBitmap implements Bitmap {
    */
   static fromShared(description: SharedBitmapDescription): AtomicBitmap {
     const words: unknown = typeof description === 'object' && description !== null ? description.words : undefined;
-    if (!(words instanceof SharedArrayBuffer)) {
+    if (!isSharedArrayBuffer(words)) {
       throw new BitmapError('ERR_BITMAP_INVALID', `a shared bitmap description needs its words as a SharedArrayBuffer, got ${describe(words)}`);
     }
     checkPageSize(description.pageSize);
@@ -669,7 +671,7 @@ function logView(log: DirtyLog): DataView {
   const view =
     log instanceof Uint8Array || log instanceof BigUint64Array
       ? new DataView(log.buffer, log.byteOffset, log.byteLength)
-      : log instanceof ArrayBuffer || log instanceof SharedArrayBuffer
+      : log instanceof ArrayBuffer || isSharedArrayBuffer(log)
         ? new DataView(log)
         : undefined;
   if (view === undefined) {

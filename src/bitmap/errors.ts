@@ -8,6 +8,8 @@ export type BitmapErrorCode =
   | 'ERR_BITMAP_INVALID'
   /** A non-shared bitmap was asked for a description that other workers could use. */
   | 'ERR_BITMAP_NOT_SHARED'
+  /** A shared bitmap was asked for where the environment has no SharedArrayBuffer (a page that is not cross-origin isolated). */
+  | 'ERR_SHARED_MEMORY_UNAVAILABLE'
   /** A shared bitmap was asked to grow beyond the capacity it reserved when it was created. */
   | 'ERR_BITMAP_CAPACITY';
 

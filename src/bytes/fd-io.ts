@@ -2,14 +2,26 @@
  * File-descriptor transfers straight between an fd and memory views: one `readv`/`writev` (or
  * `pread`/`pwrite`) per call, never through an intermediate Buffer.
  */
-import { readSync, readvSync, writeSync, writevSync } from 'node:fs';
+import { nodeBuiltin } from '../node-builtin.js';
 import { VolatileMemoryError } from './errors.js';
 
 /** Where to read or write in the file: an offset, or `null` for the fd's current position. */
 export type FilePosition = number | null;
 
+// Loaded only where it exists, so that the modules with fd methods load in a browser too; there
+// a transfer fails as ERR_IO saying why.
+const fs = nodeBuiltin<typeof import('node:fs')>('node:fs');
+const noFs = (): never => {
+  throw new Error('file descriptors need Node.js (node:fs)');
+};
+
 /** The fs calls used, replaceable in tests to inject EINTR/EAGAIN. @internal */
-export const fsCalls = { readSync, readvSync, writeSync, writevSync };
+export const fsCalls: Pick<typeof import('node:fs'), 'readSync' | 'readvSync' | 'writeSync' | 'writevSync'> = {
+  readSync: fs?.readSync ?? noFs,
+  readvSync: fs?.readvSync ?? noFs,
+  writeSync: fs?.writeSync ?? noFs,
+  writevSync: fs?.writevSync ?? noFs,
+};
 
 /**
  * One transfer between `fd` and the given views, retried while it fails with EINTR (libuv does

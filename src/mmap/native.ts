@@ -3,11 +3,13 @@
  *
  * Importing this module throws {@link MmapError} `ERR_NATIVE_UNAVAILABLE` where the addon cannot
  * be used: not Linux, not Node.js, no binary that loads, or a runtime that forbids external
- * ArrayBuffers (Electron's V8 sandbox). Node's built-in modules are imported dynamically for the
- * same reason, so that even a browser gets the typed error rather than a failed link.
+ * ArrayBuffers (Electron's V8 sandbox). Node's built-in modules come from {@link nodeBuiltin}, so
+ * that even a browser gets the typed error rather than a failed link; and the load is synchronous
+ * (no top-level await), so that `require('guestmem/mmap')` works from CommonJS.
  */
 import { BackendError } from '../backend/errors.js';
 import { GuestmemError } from '../errors.js';
+import { nodeBuiltin } from '../node-builtin.js';
 import { MmapError, type MmapErrorCode } from './errors.js';
 
 /** One reference to a mapping, owned by a JS object; the addon unmaps after the last one goes. */
@@ -63,7 +65,7 @@ export interface Host {
   readonly errnoInfo: (errno: number) => [string, string] | undefined;
 }
 
-const loaded = await load();
+const loaded = load();
 /** The loaded addon. */
 export const native: NativeBinding = loaded.native;
 /** Node's built-ins, as the addon's loader found them. */
@@ -115,21 +117,17 @@ const NATIVE_CODES = new Set<string>([
   'ERR_NATIVE_UNAVAILABLE',
 ]);
 
-async function load(): Promise<{ native: NativeBinding; host: Host }> {
+function load(): { native: NativeBinding; host: Host } {
   const unavailable = (why: string, cause?: unknown) =>
     new MmapError('ERR_NATIVE_UNAVAILABLE', `guestmem/mmap is unavailable: ${why}`, { cause });
-  let modules;
-  try {
-    modules = await Promise.all([
-      import('node:module'),
-      import('node:fs'),
-      import('node:util'),
-      import('node:buffer'),
-    ]);
-  } catch (e) {
-    throw unavailable('it needs Node.js (node:module, node:fs)', e);
+  const module = nodeBuiltin<typeof import('node:module')>('node:module');
+  const fs = nodeBuiltin<typeof import('node:fs')>('node:fs');
+  const util = nodeBuiltin<typeof import('node:util')>('node:util');
+  const buffer = nodeBuiltin<typeof import('node:buffer')>('node:buffer');
+  if (module === undefined || fs === undefined || util === undefined || buffer === undefined) {
+    throw unavailable('it needs Node.js 20.16 or later (process.getBuiltinModule)');
   }
-  const [{ createRequire }, fs, util, buffer] = modules;
+  const { createRequire } = module;
   if (process.platform !== 'linux') {
     throw unavailable(`it needs Linux (mmap, memfd_create, madvise), this is ${process.platform}`);
   }
@@ -150,14 +148,10 @@ async function load(): Promise<{ native: NativeBinding; host: Host }> {
     }
   }
   if (native === undefined) {
-    const tried = candidates.map((p) => new URL(p, import.meta.url).pathname).join(', ');
     // The interesting failure is one that found a file (bad ELF, missing glibc symbol).
-    const cause =
-      errors.find((e) => (e as { code?: unknown }).code !== 'MODULE_NOT_FOUND') ?? errors.at(-1);
-    throw unavailable(
-      `no loadable addon (tried ${tried}); in a clone, run \`npm run build:native\``,
-      cause,
-    );
+    const found = errors.find((e) => (e as { code?: unknown }).code !== 'MODULE_NOT_FOUND');
+    const tried = candidates.map((p) => new URL(p, import.meta.url).pathname).join(' and ');
+    throw unavailable(missingAddon(found, tried, fs), found ?? errors.at(-1));
   }
   // Probe once: a runtime with a V8 sandbox loads the addon but refuses external buffers.
   try {
@@ -179,4 +173,28 @@ async function load(): Promise<{ native: NativeBinding; host: Host }> {
       errnoInfo: (errno) => errorMap.get(errno),
     },
   };
+}
+
+/**
+ * What to tell someone whose addon did not load: in an installed package the binary ships in
+ * prebuilds/ or was built by the install script (native/install.mjs), which leaves the reason
+ * it could not build in native/build/install-error.txt.
+ */
+function missingAddon(found: unknown, tried: string, fs: typeof import('node:fs')): string {
+  const where = `${process.platform}-${process.arch}`;
+  const rebuild =
+    'install a C compiler, make and python3, then run `npm rebuild guestmem` in the project that depends on it ' +
+    '(in a clone of guestmem: `npm run build:native`)';
+  if (found !== undefined) {
+    return `the addon binary does not load on this system (${(found as Error).message.split('\n')[0]}); to build one for it, ${rebuild}`;
+  }
+  let why = '';
+  try {
+    why = fs.readFileSync(new URL('../../native/build/install-error.txt', import.meta.url), 'utf8').trim();
+  } catch {}
+  return (
+    `no addon binary for ${where} (looked for ${tried}): none ships in this package for ${where}` +
+    (why === '' ? ' and none was built from source' : ` and building it from source at install failed: ${why}`) +
+    `; to build it, ${rebuild}`
+  );
 }

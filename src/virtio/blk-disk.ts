@@ -3,8 +3,8 @@
  * {@link FdDisk}, its implementation over a file descriptor (an image file or a block device)
  * that moves data between the file and guest memory with readv/writev, no copy in between.
  */
-import { fdatasyncSync, fstatSync, writeSync } from 'node:fs';
 import { validateIndex } from '../address/address.js';
+import { nodeBuiltin } from '../node-builtin.js';
 import { VirtioError } from './errors.js';
 import type { IoVecBuffer, IoVecBufferMut } from './iovec.js';
 
@@ -38,6 +38,8 @@ export interface FdDiskOptions {
 }
 
 const ZEROES = new Uint8Array(1 << 20);
+// Loaded only where it exists, so that guestmem/virtio loads in a browser (without FdDisk).
+const fs = nodeBuiltin<typeof import('node:fs')>('node:fs');
 
 /**
  * A {@link BlockDisk} over an open file descriptor. Reads and writes go straight between the
@@ -51,9 +53,11 @@ export class FdDisk implements BlockDisk {
   readonly size: number;
   readonly readOnly: boolean;
 
+  /** @throws {VirtioError} `ERR_INVALID_ARG` outside Node.js (there are no file descriptors). */
   constructor(fd: number, options: FdDiskOptions = {}) {
+    if (fs === undefined) throw new VirtioError('ERR_INVALID_ARG', 'an FdDisk needs Node.js (node:fs)');
     this.fd = fd;
-    this.size = options.size === undefined ? fstatSync(fd).size : validateIndex(options.size, 'size');
+    this.size = options.size === undefined ? fs.fstatSync(fd).size : validateIndex(options.size, 'size');
     this.readOnly = options.readOnly === true;
   }
 
@@ -74,14 +78,14 @@ export class FdDisk implements BlockDisk {
   }
 
   flush(): void {
-    fdatasyncSync(this.fd);
+    fs!.fdatasyncSync(this.fd);
   }
 
   discard(_position: number, _length: number): void {}
 
   writeZeroes(position: number, length: number): void {
     for (let done = 0; done < length; ) {
-      const n = writeSync(this.fd, ZEROES, 0, Math.min(ZEROES.length, length - done), position + done);
+      const n = fs!.writeSync(this.fd, ZEROES, 0, Math.min(ZEROES.length, length - done), position + done);
       if (n === 0) throw shortTransfer('write-zeroes', position, length, done);
       done += n;
     }

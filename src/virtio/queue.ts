@@ -295,7 +295,9 @@ function writable(memory: GuestMemory, addr: number, length: number): boolean {
   return true;
 }
 
-const FENCE = new Int32Array(new SharedArrayBuffer(4));
+// A plain ArrayBuffer where there is no SharedArrayBuffer (a page that is not cross-origin
+// isolated): Atomics work on both, and without shared memory no other thread sees the rings.
+const FENCE = new Int32Array(typeof SharedArrayBuffer === 'function' ? new SharedArrayBuffer(4) : new ArrayBuffer(4));
 
 /**
  * A full memory barrier between the stores before and the loads after it: an atomic
