@@ -170,7 +170,7 @@ describe('guestmem-vhost-user-blk', () => {
   });
 
   test('bad arguments exit with status 2 and the usage', () => {
-    for (const args of [[], ['--socket', join(dir, 'x.sock')], ['--image', 'nope', '--socket', join(dir, 'y.sock')], ['--bogus']]) {
+    for (const args of [[], ['--socket', join(dir, 'x.sock')], ['--bogus']]) {
       const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /usage: guestmem-vhost-user-blk/);

@@ -2,13 +2,38 @@ import { lstatSync, unlinkSync } from 'node:fs';
 import type { VhostUserDevice } from './device.js';
 import { VhostUserError } from './errors.js';
 import { checkSessionOptions, type SessionOptions, VhostUserSession } from './session.js';
-import { accept, adoptSocket, closeFd, type FdWatcher, listenUnix, Readiness, watch } from './sys.js';
+import { accept, adoptSocket, closeFd, connectUnix, type FdWatcher, listenUnix, Readiness, watch } from './sys.js';
+
+/**
+ * Unlinks the socket file at `path` when nobody listens on it any more (a connection is refused):
+ * what a back-end that died leaves. One that accepts a connection belongs to a live back-end,
+ * which keeps it; taking the path over would leave that back-end unreachable.
+ */
+function removeStaleSocket(path: string): void {
+  try {
+    if (!lstatSync(path).isSocket()) return; // listening there fails with EADDRINUSE
+  } catch {
+    return; // nothing there
+  }
+  let fd: number;
+  try {
+    fd = connectUnix(path);
+  } catch (e) {
+    if ((e as VhostUserError).errno === 'ECONNREFUSED') unlinkSync(path);
+    return;
+  }
+  closeFd(fd);
+  throw new VhostUserError('ERR_VHOST_USER_SYSTEM', `cannot listen on ${path}: a live back-end is serving it`, {
+    errno: 'EADDRINUSE',
+    syscall: 'connect',
+  });
+}
 
 /**
  * Options of a {@link VhostUserServer}; `protocolFeatures`, `allowUnsealedMemory`, `maxMemory`
  * and `negotiationTimeout` go to each session, as {@link SessionOptions} describes them.
  */
-export interface ServerOptions extends Pick<SessionOptions, 'allowUnsealedMemory' | 'maxMemory' | 'negotiationTimeout'> {
+export interface ServerOptions extends Pick<SessionOptions, 'allowUnsealedMemory' | 'maxMemory' | 'negotiationTimeout' | 'onMessage'> {
   /** A front-end connected. */
   onConnect?: ((session: VhostUserSession) => void) | undefined;
   /** A session ended: `error` says why, undefined when the front-end hung up cleanly. */
@@ -42,16 +67,16 @@ export class VhostUserServer implements Disposable {
   }
 
   /**
-   * Listens on `path` (a stale socket file there is replaced; any other file is an error).
+   * Listens on `path`. A stale socket file there (nobody accepts on it) is replaced; a socket that
+   * a live back-end serves, or any other file, is an error.
    *
-   * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` (`EADDRINUSE` for a path that is not a socket);
+   * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` (`EADDRINUSE` for a path another back-end
+   *   serves, or that is not a socket);
    *   `ERR_VHOST_USER_INVALID_ARG` for session options out of range.
    */
   static listen(path: string, device: VhostUserDevice, options: ServerOptions = {}): VhostUserServer {
     checkSessionOptions(options);
-    try {
-      if (lstatSync(path).isSocket()) unlinkSync(path);
-    } catch {}
+    removeStaleSocket(path);
     const server = new VhostUserServer(device, listenUnix(path), path, options);
     server.#listen();
     return server;
@@ -144,6 +169,7 @@ export class VhostUserServer implements Disposable {
       allowUnsealedMemory: this.#options.allowUnsealedMemory,
       maxMemory: this.#options.maxMemory,
       negotiationTimeout: this.#options.negotiationTimeout,
+      onMessage: this.#options.onMessage,
       onClose: (error) => {
         this.#session = undefined;
         this.#options.onDisconnect?.(error);

@@ -63,6 +63,11 @@ export interface SessionOptions {
    * {@link DEFAULT_NEGOTIATION_TIMEOUT}; 0 waits forever.
    */
   negotiationTimeout?: number | undefined;
+  /**
+   * Called with each front-end message before it is handled (a protocol trace): the request
+   * ({@link requestName} names it), the payload's size and the number of fds it carried.
+   */
+  onMessage?: ((request: number, size: number, fds: number) => void) | undefined;
 }
 
 /** The default of {@link SessionOptions.negotiationTimeout}: 10 s. */
@@ -265,6 +270,7 @@ export class VhostUserSession implements Disposable {
   #dispatch(msg: Message): void {
     const { request, flags } = msg;
     try {
+      this.#options.onMessage?.(request, msg.payload.byteLength, msg.fds.length);
       const replied = this.#handle(msg);
       if (!replied && (flags & FLAG_NEED_REPLY) !== 0 && this.#has(ProtocolFeature.REPLY_ACK)) {
         this.#replyU64(request, 0n);
