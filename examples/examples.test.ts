@@ -1,6 +1,8 @@
 /** Every example runs as a user would run it, and says what it should. */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 
 /** Runs `build/examples/<name>.js` and returns what it printed (a failure throws with its stderr). */
@@ -68,6 +70,19 @@ describe('examples', () => {
   it('tour (npm start) runs every example', () => {
     const out = run('tour');
     assert.equal(out.match(/^=== \d\/5 /gm)?.length, 5);
-    assert.match(out, /Tour done: 5 examples ran/);
+    assert.match(out, /Tour done: 5 of 5 examples ran/);
+  });
+
+  it('npm start says it compiles, compiles nothing already built, then runs the tour', () => {
+    const root = fileURLToPath(new URL('../../', import.meta.url));
+    const built = statSync(`${root}dist/index.js`).mtimeMs;
+    const r = spawnSync(process.execPath, [`${root}examples/start.mjs`], { cwd: root, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    // The first line comes before the compiler runs, the last before the tour starts.
+    const lines = r.stderr.trimEnd().split('\n');
+    assert.match(lines[0], /^npm start: compiling TypeScript/);
+    assert.match(lines.at(-1) ?? '', /^npm start: compiled in \d+\.\d s; starting the tour$/);
+    assert.equal(statSync(`${root}dist/index.js`).mtimeMs, built, 'what npm ci built is not compiled again');
+    assert.match(r.stdout, /Tour done: 5 of 5 examples ran/);
   });
 });

@@ -21,8 +21,9 @@ function freshImage(name: string, mib: number): string {
   return path;
 }
 
-describe('a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
-  test('with memory slots (ADD_MEM_REG): writes a pattern at 4 KiB, 64 KiB and 1 MiB blocks, reads it back intact, and the image holds it', async () => {
+// The skip is on each test, not the suite: node:test counts skipped tests, not skipped suites.
+describe('a Linux guest on guestmem-vhost-user-blk', () => {
+  test('with memory slots (ADD_MEM_REG): writes a pattern at 4 KiB, 64 KiB and 1 MiB blocks, reads it back intact, and the image holds it', { skip: missing }, async () => {
     const image = freshImage('pattern.img', 128);
     const socket = join(dir, 'pattern.sock');
     const backend = await startBackend('guestmem', socket, image);
@@ -46,7 +47,7 @@ describe('a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
   });
 
 
-  test('with 2 vCPUs on 2 queues and SET_MEM_TABLE: makes an ext2 file system, writes files, remounts and reads them back', async () => {
+  test('with 2 vCPUs on 2 queues and SET_MEM_TABLE: makes an ext2 file system, writes files, remounts and reads them back', { skip: missing }, async () => {
     const image = freshImage('fs.img', 64);
     const socket = join(dir, 'fs.sock');
     const backend = await startBackend('guestmem', socket, image, ['--queues', '2', '--no-mem-slots']);

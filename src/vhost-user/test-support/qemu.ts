@@ -20,9 +20,26 @@ export function unavailable(): string | undefined {
     const r = spawnSync(tool, ['--version'], { encoding: 'utf8' });
     if (r.error !== undefined || r.status !== 0) return `${tool} is not installed (apt-get install qemu-system-x86)`;
   }
+  if (process.env.GUESTMEM_NO_GUEST_DOWNLOAD === '1') return 'GUESTMEM_NO_GUEST_DOWNLOAD=1: the guest is not built';
+  if (!existsSync(`${GUEST_DIR}/vmlinuz`)) {
+    // Say so before the download, which is the slow and surprising part of a first `npm test`.
+    process.stderr.write(
+      `real-VM test: building its guest in .cache/guest, which downloads Debian's cloud kernel package${kernelPackageSize()} ` +
+        'and busybox-static (once; set GUESTMEM_NO_GUEST_DOWNLOAD=1 to skip the test instead)\n',
+    );
+  }
   const b = spawnSync('bash', [`${root}scripts/build-guest.sh`, GUEST_DIR], { encoding: 'utf8' });
   if (b.status !== 0) return `the guest cannot be built: ${(b.stderr || b.stdout).trim().split('\n').at(-1)}`;
   return undefined;
+}
+
+/** ` (26.7 MB)`: the size of the kernel package scripts/build-guest.sh downloads, if apt knows it. */
+function kernelPackageSize(): string {
+  const deps = spawnSync('apt-cache', ['depends', 'linux-image-cloud-amd64'], { encoding: 'utf8' }).stdout ?? '';
+  const pkg = /Depends: (linux-image-\d\S*)/.exec(deps)?.[1];
+  if (pkg === undefined) return '';
+  const size = /^Size: (\d+)/m.exec(spawnSync('apt-cache', ['show', '--no-all-versions', pkg], { encoding: 'utf8' }).stdout ?? '')?.[1];
+  return size === undefined ? '' : ` ${pkg} (${(Number(size) / 1e6).toFixed(1)} MB)`;
 }
 
 /** The text pattern the guest writes for block size `bs` (what `yes ... | head -c` makes). */
