@@ -12,24 +12,27 @@ import { servePages } from './test-support/server.js';
 const chromium = findChromium();
 const skip = 'missing' in chromium ? chromium.missing : false;
 
-/** Opens the test page and returns what it reported. */
-async function runPage(isolated: boolean): Promise<Record<string, any>> {
-  const server = await servePages({ pages: { '/': 'src/browser/test-support/page.html' }, isolated });
-  const browser = openPage((chromium as { path: string }).path, `${server.origin}/`);
+/** Opens `page` (served with `options`) in chromium and returns what it reported. */
+async function report(options: Parameters<typeof servePages>[0], page = '/'): Promise<Record<string, any>> {
+  const server = await servePages(options);
+  const browser = openPage((chromium as { path: string }).path, `${server.origin}${page}`);
+  let timer: NodeJS.Timeout | undefined;
   try {
-    let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`the page reported nothing in 90 s; chromium said:\n${browser.output()}`)), 90_000);
     });
-    const result = (await Promise.race([server.nextResult(), timeout]).finally(() => clearTimeout(timer))) as Record<string, any>;
+    const result = (await Promise.race([server.nextResult(), timeout])) as Record<string, any>;
     assert.equal(result.loadError, undefined, 'the page loaded');
     assert.equal(result.error, undefined, 'the page ran');
     return result;
   } finally {
+    clearTimeout(timer);
     await browser.close();
     await server.close();
   }
 }
+
+const runPage = (isolated: boolean) => report({ pages: { '/': 'src/browser/test-support/page.html' }, isolated });
 
 /** What both pages must show: nothing here needs SharedArrayBuffer. */
 function assertCore(r: Record<string, any>): void {
@@ -78,5 +81,15 @@ describe('guestmem in headless chromium', () => {
       assert.match(e.message, /Cross-Origin-Opener-Policy: same-origin/);
       assert.match(e.message, /Cross-Origin-Embedder-Policy: require-corp/);
     }
+  });
+});
+
+describe('the browser demo (npm run demo:browser)', () => {
+  test('draws the memory map and harvests dirty pages frame after frame', { skip }, async () => {
+    const r = await report({ pages: { '/': 'examples/browser/index.html' }, dirs: ['dist', 'examples/browser'], isolated: true }, '/?selftest');
+    assert.equal(r.frames, 30);
+    assert.equal(r.regions, 5, 'three regions and the two holes between them');
+    assert.ok(r.dirtyPages >= 30 * 6, `${r.dirtyPages} dirty pages harvested in 30 frames`);
+    assert.ok(r.lit > 0);
   });
 });

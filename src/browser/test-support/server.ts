@@ -52,7 +52,13 @@ const TYPES: Record<string, string> = { '.js': 'text/javascript', '.html': 'text
  * Serves `pages` (URL path -> HTML file under ROOT, whose `<!-- importmap -->` is replaced by the
  * import map) and every file under the `dirs` of ROOT (default dist/) on 127.0.0.1.
  */
-export async function servePages(options: { pages: Record<string, string>; dirs?: string[]; isolated: boolean }): Promise<PageServer> {
+export async function servePages(options: {
+  pages: Record<string, string>;
+  dirs?: string[];
+  isolated: boolean;
+  /** Default: any free port. */
+  port?: number;
+}): Promise<PageServer> {
   const dirs = options.dirs ?? ['dist'];
   const results: unknown[] = [];
   const waiting: ((r: unknown) => void)[] = [];
@@ -98,7 +104,7 @@ export async function servePages(options: { pages: Record<string, string>; dirs?
     if (body === undefined) send(res, 404, 'text/plain', `not found: ${path}`);
     else send(res, 200, TYPES[extname(file)] ?? 'application/octet-stream', body);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     origin: `http://127.0.0.1:${port}`,
