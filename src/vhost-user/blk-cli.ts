@@ -161,7 +161,7 @@ try {
   const options = {
     onConnect: () => log('info', 'front-end connected'),
     onDisconnect: (e: VhostUserError | undefined) =>
-      e === undefined ? log('info', 'front-end disconnected') : log('warn', `connection dropped (${e.code}): ${e.message}`),
+      e === undefined ? log('info', 'front-end disconnected') : log('error', `connection dropped (${e.code}): ${e.message}`),
     onQueueError: (i: number, e: unknown) => log('error', `queue ${i} stopped: ${(e as Error).message}`),
     onMessage: args.verbose
       ? (request: number, size: number, fds: number) =>

@@ -67,4 +67,13 @@ describe('a Linux guest on guestmem-vhost-user-blk', () => {
     assert.match(backend.output(), /2 queues/);
     assert.doesNotMatch(backend.output(), /connection dropped|stopped/);
   });
+
+  test('with share=off (private guest RAM): the back-end reports ERR_VHOST_USER_NOT_SHARED naming share=on instead of a silent hang', { skip: missing }, async () => {
+    const image = freshImage('private.img', 16);
+    const socket = join(dir, 'private.sock');
+    const backend = await startBackend('guestmem', socket, image);
+    const reported = () => /ERR_VHOST_USER_NOT_SHARED/.test(backend.output());
+    await bootGuest(socket, 'pattern', { share: false, stopWhen: reported, timeoutMs: 150_000 }).finally(() => backend.stop());
+    assert.match(backend.output(), /error: connection dropped \(ERR_VHOST_USER_NOT_SHARED\): vring 0 was kicked 2 times, but its rings read all zero here: .*share=on/);
+  });
 });

@@ -29,7 +29,9 @@ export type VhostUserErrorCode =
   /** The front-end did not open the session (SET_OWNER) within the negotiation timeout. */
   | 'ERR_VHOST_USER_TIMEOUT'
   /** The peer closed the connection, or it was closed here. */
-  | 'ERR_VHOST_USER_CLOSED';
+  | 'ERR_VHOST_USER_CLOSED'
+  /** The guest's rings stay zero while it kicks: its memory is not shared with the back-end (QEMU: share=off). */
+  | 'ERR_VHOST_USER_NOT_SHARED';
 
 /** Facts a {@link VhostUserError} may carry beyond those of every guestmem error. */
 export interface VhostUserErrorDetails extends ErrorDetails {

@@ -1,4 +1,5 @@
 import { GuestmemError, hex } from '../errors.js';
+import type { GuestAddress } from '../address/address.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { SplitQueue } from '../virtio/queue.js';
 import type { QueueNotifier, VhostUserDevice } from './device.js';
@@ -136,6 +137,8 @@ export class VhostUserSession implements Disposable {
   readonly #log = new VhostUserLog();
   readonly #vrings: Vring[];
   #table: VhostUserMemoryTable | undefined;
+  /** Per started ring: kicks that found it empty (see #checkShared), -1 once it was seen written. */
+  readonly #emptyKicks = new WeakMap<SplitQueue, number>();
   #features = 0n;
   #protocol = 0n;
   /** SET_LOG_FD's eventfd, signalled after each run of a queue while logging. */
@@ -644,11 +647,39 @@ export class VhostUserSession implements Disposable {
     vring.watcher = watch(kickFd, Readiness.READABLE, (errno) =>
       this.#guard(() => {
         eventfdRead(kickFd);
+        this.#checkShared(index, queue);
         this.#kick(index);
         checkPolled(errno, `the kick fd of vring ${index}`); // after the kick that came with it
       }),
     );
     this.#kick(index);
+  }
+
+  /**
+   * Guest RAM that QEMU maps privately (`memory-backend-memfd,share=off`) still arrives as a memfd,
+   * but the guest's writes stay in QEMU's copy: here its rings read all zero, so it waits for
+   * completions that never come. A driver writes a descriptor before it kicks; QEMU itself kicks
+   * once when a ring starts, so a second kick that finds the descriptor table all zero and nothing
+   * available is that (seen with QEMU 7.2 and Linux 6.1). Checked until the table is seen written.
+   *
+   * @throws {VhostUserError} `ERR_VHOST_USER_NOT_SHARED`
+   */
+  #checkShared(index: number, queue: SplitQueue): void {
+    const kicks = this.#emptyKicks.get(queue) ?? 0;
+    if (kicks < 0 || this.#table === undefined) return;
+    const memory = this.#table.memory;
+    const table = new Uint8Array(16 * queue.size);
+    memory.readSlice(queue.descTable, table);
+    const empty = table.every((b) => b === 0) && memory.readU16LE((queue.availRing + 2) as GuestAddress) === queue.lastAvailIdx;
+    this.#emptyKicks.set(queue, empty ? kicks + 1 : -1);
+    if (empty && kicks + 1 >= 2) {
+      throw new VhostUserError(
+        'ERR_VHOST_USER_NOT_SHARED',
+        `vring ${index} was kicked ${kicks + 1} times, but its rings read all zero here: the guest's memory is not shared ` +
+          'with this back-end (QEMU: give its memory backend share=on, as in -object memory-backend-memfd,id=mem,size=…,share=on)',
+        { address: queue.descTable, length: table.length },
+      );
+    }
   }
 
   #kick(index: number): void {

@@ -133,17 +133,21 @@ export interface BootOptions {
   /** Request queues of the vhost-user-blk device (default 1). */
   queues?: number;
   timeoutMs?: number;
+  /** Share guest RAM with the back-end (`share=on`, the default; false: `share=off`). */
+  share?: boolean;
+  /** Polled every 100 ms: true ends QEMU (a guest that will hang, once the test saw why). */
+  stopWhen?: () => boolean;
 }
 
 /** Boots the guest on the vhost-user-blk socket with `workload` and waits for it to power off. */
 export async function bootGuest(socket: string, workload: 'pattern' | 'fs' | 'bench', options: BootOptions = {}): Promise<GuestRun> {
-  const { smp = 1, queues = 1, timeoutMs = 180_000 } = options;
+  const { smp = 1, queues = 1, timeoutMs = 180_000, share = true, stopWhen } = options;
   const t0 = performance.now();
   const qemu = spawn(
     'qemu-system-x86_64',
     [
       '-M', 'pc,memory-backend=mem',
-      '-object', 'memory-backend-memfd,id=mem,size=256M,share=on',
+      '-object', `memory-backend-memfd,id=mem,size=256M,share=${share ? 'on' : 'off'}`,
       '-m', '256M', '-smp', String(smp),
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
       '-kernel', `${GUEST_DIR}/vmlinuz`, '-initrd', `${GUEST_DIR}/initrd.img`,
@@ -157,8 +161,10 @@ export async function bootGuest(socket: string, workload: 'pattern' | 'fs' | 'be
   qemu.stdout.on('data', (d) => (out += d));
   qemu.stderr.on('data', (d) => (out += d));
   const timer = setTimeout(() => qemu.kill('SIGKILL'), timeoutMs);
+  const poll = stopWhen && setInterval(() => stopWhen() && qemu.kill('SIGKILL'), 100);
   const exitCode = await new Promise<number | null>((resolve) => qemu.once('exit', (code) => resolve(code)));
   clearTimeout(timer);
+  clearInterval(poll);
   const results = out
     .split(/\r?\n/)
     .filter((l) => l.startsWith('GUESTMEM: '))
