@@ -374,7 +374,7 @@ test('GuestMemory agrees with a flat-array model over >= 100k random operations'
   let total = 0;
   fc.assert(
     fc.property(
-      layoutArb.chain((layout) => fc.tuple(fc.constant(layout), fc.array(opArb(layout.space), { maxLength: 600, size: 'max' }))),
+      layoutArb.chain((layout) => fc.tuple(fc.constant(layout), fc.array(opArb(layout.space), { minLength: 250, maxLength: 600, size: 'max' }))),
       ([layout, ops]) => {
         const mem = build(layout);
         const model = new Model(layout);
