@@ -60,11 +60,11 @@ export function writeFullSnapshot(mem: GuestMemory, path: string, options: Write
  * runs written, to `path.json`. The dirty pages are taken (harvested) first; if the snapshot
  * fails they are put back and the snapshot that was at `path` stays, as for a full snapshot.
  *
- * @returns The layout written.
  * Memory whose regions mark slices of one bitmap (a `MemoryManager`'s) is taken as
  * `GuestMemory.harvestDirty` does: a page that shows at several guest addresses is written once,
  * at the lowest.
  *
+ * @returns The layout written.
  * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an `AtomicBitmap`
  * or a slice of one (its changes would be missed), `ERR_SNAPSHOT_NOT_A_FILE` (both checked
  * before anything is taken or written), `ERR_SNAPSHOT_IO`, `ERR_SNAPSHOT_LAYOUT_TOO_BIG`,

@@ -215,7 +215,7 @@ export class IoVecBufferMut {
 
   /**
    * The views, in order: what a readv would take (a frozen copy: changing it cannot change the
-   * buffer). Writes through them go unseen: call {@link markWritten} when they are done.
+   * buffer). Writes through them go unseen: call {@link IoVecBufferMut.markWritten} when they are done.
    */
   views(): readonly Uint8Array[] {
     return Object.freeze(this.#views.slice(this.#start));
