@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { GuestAddress } from '../address/address.js';
+import type { KvmVcpu } from './vcpu.js';
+import type { KvmVm } from './vm.js';
+import { LEGACY_TOUR, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
+import { type Legacy, legacyLayout, pagesOf } from './test-support/layout.js';
+
+const CODE = 0x1000;
+const HIGH = 2 ** 32;
+
+/** A VM on the legacy layout with `code` at 0x1000, or undefined (skipped). */
+function boot(t: import('node:test').TestContext, code: Uint8Array, unmapped: 'ignore' | 'error' = 'ignore'): { vm: KvmVm; cpu: KvmVcpu; l: Legacy } | undefined {
+  const vm = vmOrSkip(t);
+  if (vm === undefined) return undefined;
+  t.after(() => vm.close());
+  const l = legacyLayout(unmapped);
+  l.manager.memory().writeSlice(GuestAddress(CODE), code);
+  vm.attach(l.manager);
+  return { vm, cpu: vm.createVcpu(), l };
+}
+
+/** Runs until an exit that is not `out`, collecting the `out` bytes by port. */
+function runToHalt(cpu: KvmVcpu): Map<number, number[]> {
+  const outs = new Map<number, number[]>();
+  for (let i = 0; i < 100; i++) {
+    const exit = cpu.run();
+    if (exit.reason === 'hlt') return outs;
+    assert.equal(exit.reason, 'io', `unexpected exit ${JSON.stringify(exit)}`);
+    if (exit.reason !== 'io') break;
+    assert.equal(exit.direction, 'out');
+    outs.set(exit.port, [...(outs.get(exit.port) ?? []), ...exit.data]);
+  }
+  assert.fail('the guest did not halt');
+}
+
+test('a real-mode guest reads the BIOS ROM, writes it (to onWrite), writes a device, reads unmapped memory', (t) => {
+  const b = boot(t, LEGACY_TOUR);
+  if (b === undefined) return;
+  b.l.rom.chunks[0].views().u8[0x10] = 0xc3; // the ROM's byte 0x10, put there by "firmware"
+  startReal(b.cpu, CODE);
+  const outs = runToHalt(b.cpu);
+  assert.deepEqual(outs.get(0x10), [0xc3], 'the ROM byte, read from its read-only slot');
+  assert.deepEqual(b.l.romWrites, [{ op: 'write', offset: 0x20, size: 1, value: 0x99 }], 'the write exited and went to the ROM handler');
+  assert.equal(b.l.rom.chunks[0].views().u8[0x20], 0, 'the ROM is unchanged');
+  assert.deepEqual(b.l.device, [{ op: 'write', offset: 4, size: 2, value: 0xbeef }]);
+  assert.deepEqual(outs.get(0x11), [0xff], "unmapped reads are all ones (the 'ignore' policy)");
+});
+
+test("under the manager's 'error' policy a guest read of unmapped memory fails the run", (t) => {
+  const b = boot(t, LEGACY_TOUR, 'error');
+  if (b === undefined) return;
+  startReal(b.cpu, CODE);
+  assert.deepEqual(b.cpu.run(), { reason: 'io', direction: 'out', port: 0x10, size: 1, count: 1, data: Uint8Array.of(0) });
+  assert.throws(() => b.cpu.run(), { name: 'MemoryManagerError', code: 'ERR_UNMAPPED_ACCESS', address: 0xe0000 });
+  assert.deepEqual(b.l.device, [{ op: 'write', offset: 4, size: 2, value: 0xbeef }], 'what came before the unmapped read ran');
+});
+
+test('the VGA window switched between RAM and MMIO while the VM lives: the guest sees each state', (t) => {
+  const b = boot(t, VGA_PEEK_POKE);
+  if (b === undefined) return;
+  const vram = b.l.vram.backing?.chunks[0].views().u8 as Uint8Array;
+  vram[0] = 0x42;
+  const slotsWithRam = b.vm.slots();
+  assert.ok(slotsWithRam.some((s) => s.guest === 0xa0000 && s.size === 0x20000 && !s.readOnly), 'VGA RAM is a slot');
+
+  startReal(b.cpu, CODE);
+  assert.deepEqual(runToHalt(b.cpu).get(0x13), [0x42], 'RAM: the guest reads what the RAM holds');
+  assert.equal(vram[1], 0x77, 'RAM: the write landed in it');
+  assert.deepEqual(b.l.vga, [], 'RAM: the MMIO handler saw nothing');
+
+  b.l.manager.unmap(b.l.vram);
+  assert.ok(!b.vm.slots().some((s) => s.guest === 0xa0000), 'MMIO: no slot there any more');
+  vram[1] = 0;
+  startReal(b.cpu, CODE);
+  assert.deepEqual(runToHalt(b.cpu).get(0x13), [0x5a], 'MMIO: the guest reads what the handler returns');
+  assert.deepEqual(b.l.vga, [
+    { op: 'read', offset: 0, size: 1, value: 0x5a },
+    { op: 'write', offset: 1, size: 1, value: 0x77 },
+  ]);
+  assert.equal(vram[1], 0, 'MMIO: the RAM was not written');
+
+  b.l.manager.map(b.l.vram);
+  startReal(b.cpu, CODE);
+  assert.deepEqual(runToHalt(b.cpu).get(0x13), [0x42], 'RAM again');
+  assert.equal(vram[1], 0x77);
+  assert.equal(b.l.vga.length, 2);
+  assert.deepEqual(b.vm.slots(), slotsWithRam, 'the same slots as before, ids reused');
+});
+
+test('a long-mode guest writes a pattern across two slots, one above 4 GiB; each round harvests exactly the pages the guest and devices wrote', (t) => {
+  const b = boot(t, STORE_TWICE);
+  if (b === undefined) return;
+  const { vm, cpu, l } = b;
+  writeIdentityPageTables(l.manager.memory());
+  vm.setDirtyLogging(true);
+  vm.harvestDirty(); // the set-up's own writes (code, page tables)
+  const round = (rdi: number, rsi: number, pattern: bigint) => {
+    startLong(cpu, CODE);
+    cpu.setRegisters({ ...cpu.getRegisters(), rax: pattern, rdi: BigInt(rdi), rsi: BigInt(rsi) });
+    const exit = cpu.run();
+    assert.equal(exit.reason, 'io');
+    assert.equal(cpu.run().reason, 'hlt');
+    const mem = l.manager.memory();
+    assert.equal(mem.readU64LE(GuestAddress(rdi)), pattern);
+    assert.equal(mem.readU64LE(GuestAddress(rsi)), pattern);
+  };
+
+  round(0x3000, HIGH + 0x1000, 0x1122334455667788n);
+  l.manager.memory().writeU32LE(GuestAddress(0x5000), 7); // a device's DMA write
+  assert.deepEqual(pagesOf(vm.harvestDirty()), [0x3000, 0x5000, HIGH + 0x1000]);
+
+  round(0x4000, HIGH, 0x99aabbccddeeff00n);
+  assert.deepEqual(pagesOf(vm.harvestDirty()), [0x4000, HIGH]);
+
+  assert.deepEqual(pagesOf(vm.harvestDirty()), [], 'nothing written, nothing dirty');
+
+  // A slot removed and re-added keeps its dirty pages: the log is merged before it goes.
+  round(0x6000, HIGH + 0x3000, 0x0102030405060708n);
+  const high = l.manager.regions().find((r) => r.name === 'high');
+  assert.ok(high);
+  l.manager.unmap(high);
+  l.manager.map(high);
+  assert.deepEqual(pagesOf(vm.harvestDirty()), [0x6000, HIGH + 0x3000]);
+});
