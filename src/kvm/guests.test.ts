@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { GuestAddress } from '../address/address.js';
 import type { KvmVcpu } from './vcpu.js';
 import type { KvmVm } from './vm.js';
-import { LEGACY_TOUR, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
+import { LEGACY_TOUR, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
 import { type Legacy, legacyLayout, pagesOf } from './test-support/layout.js';
 
 const CODE = 0x1000;
@@ -88,13 +88,21 @@ test('the VGA window switched between RAM and MMIO while the VM lives: the guest
   assert.deepEqual(b.vm.slots(), slotsWithRam, 'the same slots as before, ids reused');
 });
 
+/**
+ * In the nested rig (GUESTMEM_KVM_RIG=1), QEMU's emulated page walk writes through the guest's
+ * page tables every time the guest runs (measured: /work/briefs/rig-findings.md), so they are
+ * dirty in every round there; on a host's /dev/kvm, with their accessed and dirty bits preset,
+ * never. They are asserted apart from the pages the guest and devices wrote.
+ */
+const RIG = process.env.GUESTMEM_KVM_RIG === '1';
+const TABLE_PAGES = [PAGE_TABLES, PAGE_TABLES + 0x1000, PAGE_TABLES + 0x2000, PAGE_TABLES + 0x3000];
+
 test('a long-mode guest writes a pattern across two slots, one above 4 GiB; each round harvests exactly the pages the guest and devices wrote', (t) => {
   const b = boot(t, STORE_TWICE);
   if (b === undefined) return;
   const { vm, cpu, l } = b;
   writeIdentityPageTables(l.manager.memory());
   vm.setDirtyLogging(true);
-  vm.harvestDirty(); // the set-up's own writes (code, page tables)
   const round = (rdi: number, rsi: number, pattern: bigint) => {
     startLong(cpu, CODE);
     cpu.setRegisters({ ...cpu.getRegisters(), rax: pattern, rdi: BigInt(rdi), rsi: BigInt(rsi) });
@@ -105,15 +113,25 @@ test('a long-mode guest writes a pattern across two slots, one above 4 GiB; each
     assert.equal(mem.readU64LE(GuestAddress(rdi)), pattern);
     assert.equal(mem.readU64LE(GuestAddress(rsi)), pattern);
   };
+  /** The harvest, with the page-table pages checked apart (see RIG). */
+  const harvest = (guestRan: boolean): number[] => {
+    const pages = pagesOf(vm.harvestDirty());
+    const tables = pages.filter((p) => TABLE_PAGES.includes(p));
+    assert.deepEqual(tables, RIG && guestRan ? TABLE_PAGES : [], 'page-table pages');
+    return pages.filter((p) => !TABLE_PAGES.includes(p));
+  };
+  // Warm-up: the first run faults the code page in, which KVM may log as dirty (the rig's does).
+  round(0x2000, HIGH + 0x2000, 1n);
+  vm.harvestDirty();
 
   round(0x3000, HIGH + 0x1000, 0x1122334455667788n);
   l.manager.memory().writeU32LE(GuestAddress(0x5000), 7); // a device's DMA write
-  assert.deepEqual(pagesOf(vm.harvestDirty()), [0x3000, 0x5000, HIGH + 0x1000]);
+  assert.deepEqual(harvest(true), [0x3000, 0x5000, HIGH + 0x1000]);
 
   round(0x4000, HIGH, 0x99aabbccddeeff00n);
-  assert.deepEqual(pagesOf(vm.harvestDirty()), [0x4000, HIGH]);
+  assert.deepEqual(harvest(true), [0x4000, HIGH]);
 
-  assert.deepEqual(pagesOf(vm.harvestDirty()), [], 'nothing written, nothing dirty');
+  assert.deepEqual(harvest(false), [], 'nothing written, nothing dirty');
 
   // A slot removed and re-added keeps its dirty pages: the log is merged before it goes.
   round(0x6000, HIGH + 0x3000, 0x0102030405060708n);
@@ -121,5 +139,5 @@ test('a long-mode guest writes a pattern across two slots, one above 4 GiB; each
   assert.ok(high);
   l.manager.unmap(high);
   l.manager.map(high);
-  assert.deepEqual(pagesOf(vm.harvestDirty()), [0x6000, HIGH + 0x3000]);
+  assert.deepEqual(harvest(true), [0x6000, HIGH + 0x3000]);
 });
