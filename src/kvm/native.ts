@@ -25,7 +25,8 @@ export interface KvmBinding {
   kvmSetIdentityMapAddr(vm: number, addr: number): void;
   kvmSetMemoryRegion(vm: number, slot: number, flags: number, guest: number, size: number, memory: ArrayBuffer | null, offset: number): void;
   kvmEnableManualDirtyLog(vm: number): void;
-  kvmGetDirtyLog(vm: number, slot: number, log: BigUint64Array): void;
+  /** Fills `log` and returns how many pages it marks. */
+  kvmGetDirtyLog(vm: number, slot: number, log: BigUint64Array): number;
   kvmClearDirtyLog(vm: number, slot: number, firstPage: number, pages: number, log: BigUint64Array): void;
   kvmCreateVcpu(vm: number, index: number, mmapSize: number): number;
   kvmCloseVcpu(id: number): void;

@@ -269,9 +269,10 @@ export class SlotTable<K> {
       this.#logs.set(s.id, log);
     }
     const vm = this.#limits.vmFd;
-    kvmCall(`read the dirty log of memory slot ${s.id}`, () => kvm.kvmGetDirtyLog(vm, s.id, log));
+    const dirty = kvmCall('read the dirty log of a memory slot', () => kvm.kvmGetDirtyLog(vm, s.id, log));
+    if (dirty === 0) return; // nothing to clear or merge: the common case between rounds
     if (this.#limits.manualDirtyLog) {
-      kvmCall(`clear the dirty log of memory slot ${s.id}`, () => kvm.kvmClearDirtyLog(vm, s.id, 0, pages, log));
+      kvmCall('clear the dirty log of a memory slot', () => kvm.kvmClearDirtyLog(vm, s.id, 0, pages, log));
     }
     mergeShifted(s.plan.dirty, log, pages);
   }
