@@ -1,10 +1,10 @@
 /**
  * `guestmem/kvm`: a KVM virtual machine on guestmem memory (Linux, x86-64, /dev/kvm). Memory
- * slots follow a {@link MemoryManager}'s flat view (or a GuestMemory's regions), MMIO exits go
+ * slots follow a `MemoryManager`'s flat view (or a GuestMemory's regions), MMIO exits go
  * to the manager, KVM's dirty log is merged into guestmem's bitmaps, and vCPUs run tiny guests
  * or real ones, in the main thread or a worker.
  *
- * Importing this module throws {@link MmapError} `ERR_NATIVE_UNAVAILABLE` where guestmem's addon
+ * Importing this module throws `MmapError` `ERR_NATIVE_UNAVAILABLE` where guestmem's addon
  * cannot load; {@link KvmVm.create} throws {@link KvmError} `ERR_KVM_UNAVAILABLE` where /dev/kvm
  * cannot be opened.
  *

@@ -6,11 +6,42 @@
 
 /** The general registers (`struct kvm_regs`), in the kernel's order. */
 export interface Registers {
-  rax: bigint; rbx: bigint; rcx: bigint; rdx: bigint;
-  rsi: bigint; rdi: bigint; rsp: bigint; rbp: bigint;
-  r8: bigint; r9: bigint; r10: bigint; r11: bigint;
-  r12: bigint; r13: bigint; r14: bigint; r15: bigint;
-  rip: bigint; rflags: bigint;
+  /** RAX. */
+  rax: bigint;
+  /** RBX. */
+  rbx: bigint;
+  /** RCX. */
+  rcx: bigint;
+  /** RDX. */
+  rdx: bigint;
+  /** RSI. */
+  rsi: bigint;
+  /** RDI. */
+  rdi: bigint;
+  /** RSP. */
+  rsp: bigint;
+  /** RBP. */
+  rbp: bigint;
+  /** R8. */
+  r8: bigint;
+  /** R9. */
+  r9: bigint;
+  /** R10. */
+  r10: bigint;
+  /** R11. */
+  r11: bigint;
+  /** R12. */
+  r12: bigint;
+  /** R13. */
+  r13: bigint;
+  /** R14. */
+  r14: bigint;
+  /** R15. */
+  r15: bigint;
+  /** The instruction pointer. */
+  rip: bigint;
+  /** The flags (bit 1 is always set). */
+  rflags: bigint;
 }
 
 /** The field order of `struct kvm_regs`. */
@@ -25,10 +56,13 @@ export interface Segment {
   base: bigint;
   /** Limit in bytes (KVM takes it already scaled by `g`). */
   limit: number;
+  /** The selector (real mode: the segment, base = selector × 16). */
   selector: number;
   /** Descriptor type (e.g. 0xb: code, execute/read, accessed). */
   type: number;
+  /** 1: present. */
   present: number;
+  /** Descriptor privilege level, 0-3. */
   dpl: number;
   /** Default operation size: 1 for 32-bit code. */
   db: number;
@@ -38,23 +72,55 @@ export interface Segment {
   l: number;
   /** Granularity: 1 for 4 KiB units. */
   g: number;
+  /** Available to software. */
   avl: number;
+  /** 1: a null or unusable segment. */
   unusable: number;
 }
 
 /** A descriptor table register (GDTR, IDTR). */
 export interface DescriptorTable {
+  /** Linear address of the table. */
   base: bigint;
+  /** Its size in bytes, minus 1. */
   limit: number;
 }
 
 /** The special registers (`struct kvm_sregs`). */
 export interface SpecialRegisters {
-  cs: Segment; ds: Segment; es: Segment; fs: Segment; gs: Segment; ss: Segment;
-  tr: Segment; ldt: Segment;
-  gdt: DescriptorTable; idt: DescriptorTable;
-  cr0: bigint; cr2: bigint; cr3: bigint; cr4: bigint; cr8: bigint;
+  /** Code segment. */
+  cs: Segment;
+  /** Data segment. */
+  ds: Segment;
+  /** Extra segment. */
+  es: Segment;
+  /** FS. */
+  fs: Segment;
+  /** GS. */
+  gs: Segment;
+  /** Stack segment. */
+  ss: Segment;
+  /** Task register. */
+  tr: Segment;
+  /** Local descriptor table register. */
+  ldt: Segment;
+  /** Global descriptor table register. */
+  gdt: DescriptorTable;
+  /** Interrupt descriptor table register. */
+  idt: DescriptorTable;
+  /** CR0 (PE bit 0, PG bit 31). */
+  cr0: bigint;
+  /** CR2, the page fault address. */
+  cr2: bigint;
+  /** CR3, the page table root. */
+  cr3: bigint;
+  /** CR4 (PAE bit 5). */
+  cr4: bigint;
+  /** CR8, the task priority. */
+  cr8: bigint;
+  /** EFER (LME bit 8, LMA bit 10). */
   efer: bigint;
+  /** The local APIC's base address MSR. */
   apicBase: bigint;
   /** The pending-interrupt bitmap, four 64-bit words, kept as read. */
   interruptBitmap: bigint[];

@@ -6,8 +6,11 @@ import { decodeRegisters, decodeSpecialRegisters, encodeRegisters, encodeSpecial
 
 /** A guest `in` or `out`. */
 export interface IoExit {
+  /** The exit kind. */
   readonly reason: 'io';
+  /** `out`: the guest wrote `data`; `in`: it reads what is put in `data`. */
   readonly direction: 'in' | 'out';
+  /** The I/O port. */
   readonly port: number;
   /** Bytes per access: 1, 2 or 4. */
   readonly size: number;
@@ -23,8 +26,11 @@ export interface IoExit {
 
 /** A guest access to guest physical memory that no writable slot holds. */
 export interface MmioExit {
+  /** The exit kind. */
   readonly reason: 'mmio';
+  /** Whether the guest reads or writes. */
   readonly direction: 'read' | 'write';
+  /** The guest physical address. */
   readonly address: GuestAddress;
   /** Bytes: 1, 2, 4 or 8. */
   readonly size: number;
@@ -43,6 +49,7 @@ export interface SimpleExit {
 
 /** KVM could not enter the guest (bad guest state). */
 export interface FailEntryExit {
+  /** The exit kind. */
   readonly reason: 'fail-entry';
   /** The hardware's reason code. */
   readonly hardwareReason: bigint;
@@ -50,6 +57,7 @@ export interface FailEntryExit {
 
 /** KVM met something it cannot emulate. */
 export interface InternalErrorExit {
+  /** The exit kind. */
   readonly reason: 'internal-error';
   /** `KVM_INTERNAL_ERROR_*` sub-error. */
   readonly suberror: number;
@@ -57,7 +65,9 @@ export interface InternalErrorExit {
 
 /** Any other exit reason, by its `KVM_EXIT_*` number. */
 export interface OtherExit {
+  /** The exit kind. */
   readonly reason: 'other';
+  /** The `KVM_EXIT_*` number. */
   readonly code: number;
 }
 
@@ -66,14 +76,19 @@ export type VcpuExit = IoExit | MmioExit | SimpleExit | FailEntryExit | Internal
 
 /** Handles MMIO exits: a memory manager's guest access dispatch. */
 export interface MmioDispatcher {
+  /** A guest read of `size` bytes at `addr`: the value (little-endian). */
   read(addr: GuestAddress, size: AccessSize): number;
+  /** A guest write of `size` bytes at `addr`. */
   write(addr: GuestAddress, size: AccessSize, value: number): void;
 }
 
 /** What {@link KvmVcpu.share} returns: a worker of the same process runs the vCPU from it. */
 export interface KvmVcpuDescription {
+  /** Marks the data as a vCPU description. */
   readonly kind: 'guestmem/kvm-vcpu';
+  /** The vCPU's key in the addon's process-wide registry. */
   readonly id: number;
+  /** The vCPU's index in its VM. */
   readonly index: number;
 }
 

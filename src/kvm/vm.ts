@@ -47,14 +47,8 @@ const API_VERSION = 12;
  * memory, unmapped addresses, writes to ROM) exit and go to the manager.
  *
  * Only memory mapped with guestmem/mmap can be a slot; its host address stays inside guestmem.
- *
- * @example
- * const vm = KvmVm.create();
- * vm.attach(manager);          // slots for the RAM and ROM the manager shows
- * const cpu = vm.createVcpu();
- * cpu.setSpecialRegisters(...); cpu.setRegisters(...);
- * const exit = cpu.run();      // e.g. { reason: 'io', direction: 'out', port: 0x3f8, ... }
- * vm.close();
+ * A typical life: `KvmVm.create()`, `attach(manager)`, `createVcpu()`, set its registers, then
+ * `run()` until the guest is done, and `close()`. `examples/kvm-tiny-guest.ts` does all of it.
  */
 export class KvmVm {
   /** `KVM_GET_API_VERSION` (always 12). */
