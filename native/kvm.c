@@ -495,7 +495,7 @@ static napi_value js_run(napi_env env, napi_callback_info info) {
       put32(rec, 12, run->io.port);
       put32(rec, 16, bytes == 0 ? 0 : run->io.count);
       if (run->io.direction == KVM_EXIT_IO_OUT) memcpy(rec + EXIT_DATA, (uint8_t *)run + run->io.data_offset, bytes);
-      else v->pending_in = bytes;
+      else memset(rec + EXIT_DATA, 0, bytes), v->pending_in = bytes; /* the answer starts as zeros */
       break;
     }
     case KVM_EXIT_MMIO: {
@@ -504,7 +504,7 @@ static napi_value js_run(napi_env env, napi_callback_info info) {
       put32(rec, 8, len);
       put64(rec, 24, run->mmio.phys_addr);
       if (run->mmio.is_write) memcpy(rec + EXIT_DATA, run->mmio.data, len);
-      else v->pending_in = len;
+      else memset(rec + EXIT_DATA, 0, len), v->pending_in = len;
       break;
     }
     case KVM_EXIT_FAIL_ENTRY:

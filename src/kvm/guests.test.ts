@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { GuestAddress } from '../address/address.js';
+import { GuestMemory } from '../memory/guest-memory.js';
+import { MmapBackend } from '../mmap/backend.js';
+import { GuestMemoryRegion } from '../region/region.js';
 import type { KvmVcpu } from './vcpu.js';
 import type { KvmVm } from './vm.js';
 import { LEGACY_TOUR, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
@@ -140,4 +144,47 @@ test('a long-mode guest writes a pattern across two slots, one above 4 GiB; each
   l.manager.unmap(high);
   l.manager.map(high);
   assert.deepEqual(harvest(true), [0x6000, HIGH + 0x3000]);
+});
+
+test('without a manager: port and MMIO exits in both directions carry their data', (t) => {
+  const vm = vmOrSkip(t);
+  if (vm === undefined) return;
+  t.after(() => vm.close());
+  // RAM [0, 0x4000) only: 0x5000 has no slot, so the guest's accesses there exit as MMIO.
+  const mem = GuestMemory.fromRegions([new GuestMemoryRegion(GuestAddress(0), MmapBackend.anonymous(0x4000))]);
+  // prettier-ignore
+  mem.writeSlice(GuestAddress(CODE), Uint8Array.of(
+    0xe4, 0x20, //                   in al, 0x20            ; port read: the VMM answers
+    0xe6, 0x21, //                   out 0x21, al           ; report it back
+    0xa0, 0x00, 0x50, //             mov al, [0x5000]       ; MMIO read: the VMM answers
+    0xe6, 0x22, //                   out 0x22, al
+    0xc7, 0x06, 0x00, 0x50, 0xef, 0xbe, // mov word [0x5000], 0xbeef ; MMIO write
+    0xf4, //                         hlt
+  ));
+  vm.attach(mem);
+  const cpu = vm.createVcpu();
+  startReal(cpu, CODE);
+  const port = cpu.run();
+  assert.deepEqual({ ...port, data: [...(port as { data: Uint8Array }).data] }, { reason: 'io', direction: 'in', port: 0x20, size: 1, count: 1, data: [0] });
+  (port as { data: Uint8Array }).data[0] = 0x5c;
+  assert.deepEqual(cpu.run(), { reason: 'io', direction: 'out', port: 0x21, size: 1, count: 1, data: Uint8Array.of(0x5c) });
+  const read = cpu.run();
+  assert.deepEqual({ ...read, data: [...(read as { data: Uint8Array }).data] }, { reason: 'mmio', direction: 'read', address: 0x5000, size: 1, data: [0] });
+  (read as { data: Uint8Array }).data[0] = 0x66;
+  assert.deepEqual(cpu.run(), { reason: 'io', direction: 'out', port: 0x22, size: 1, count: 1, data: Uint8Array.of(0x66) });
+  assert.deepEqual(cpu.run(), { reason: 'mmio', direction: 'write', address: 0x5000, size: 2, data: Uint8Array.of(0xef, 0xbe) });
+  assert.deepEqual(cpu.run(), { reason: 'hlt' });
+});
+
+/** PVM, the software KVM of some machines of this kind: its emulator reports what hardware would not. */
+const PVM = existsSync('/sys/module/kvm_pvm');
+
+test('a triple fault (long mode, an empty IDT, int3) is a shutdown exit; under PVM an internal-error exit', (t) => {
+  const b = boot(t, Uint8Array.of(0xcc)); // int3: #BP, then #GP, then #DF past the IDT's limit
+  if (b === undefined) return;
+  writeIdentityPageTables(b.l.manager.memory());
+  startLong(b.cpu, CODE);
+  b.cpu.setSpecialRegisters({ ...b.cpu.getSpecialRegisters(), idt: { base: 0n, limit: 0 } });
+  // Measured: PVM's emulator gives up on the exception with KVM_INTERNAL_ERROR_EMULATION (1).
+  assert.deepEqual(b.cpu.run(), PVM ? { reason: 'internal-error', suberror: 1 } : { reason: 'shutdown' });
 });
