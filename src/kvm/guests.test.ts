@@ -3,11 +3,12 @@ import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { GuestAddress } from '../address/address.js';
 import { GuestMemory } from '../memory/guest-memory.js';
+import { MemoryManager } from '../manager/manager.js';
 import { MmapBackend } from '../mmap/backend.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import type { KvmVcpu } from './vcpu.js';
 import type { KvmVm } from './vm.js';
-import { LEGACY_TOUR, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
+import { LEGACY_TOUR, mmapBacking, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
 import { type Legacy, legacyLayout, pagesOf } from './test-support/layout.js';
 
 const CODE = 0x1000;
@@ -187,4 +188,38 @@ test('a triple fault (long mode, an empty IDT, int3) is a shutdown exit; under P
   b.cpu.setSpecialRegisters({ ...b.cpu.getSpecialRegisters(), idt: { base: 0n, limit: 0 } });
   // Measured: PVM's emulator gives up on the exception with KVM_INTERNAL_ERROR_EMULATION (1).
   assert.deepEqual(b.cpu.run(), PVM ? { reason: 'internal-error', suberror: 1 } : { reason: 'shutdown' });
+});
+
+test("read-only RAM is a read-only slot: guest writes are routed below it, or refused where nothing lies below (the 'error' policy)", (t) => {
+  const vm = vmOrSkip(t);
+  if (vm === undefined) return;
+  t.after(() => vm.close());
+  const manager = new MemoryManager({ unmapped: 'error' });
+  const low = mmapBacking(0xc000);
+  const shadow = mmapBacking(0x1000);
+  manager.addRam({ name: 'low', start: GuestAddress(0), length: 0xc000, backing: low });
+  manager.addRam({ name: 'shadow', start: GuestAddress(0x8000), length: 0x1000, backing: shadow, priority: 300, visibility: 'read-only' });
+  manager.addRam({ name: 'lonely', start: GuestAddress(0xc000), length: 0x1000, backing: mmapBacking(0x1000), visibility: 'read-only' });
+  shadow.chunks[0].views().u8[0] = 0xab;
+  // prettier-ignore
+  manager.memory().writeSlice(GuestAddress(CODE), Uint8Array.of(
+    0xa0, 0x00, 0x80, //             mov al, [0x8000]       ; read the read-only RAM
+    0xe6, 0x10, //                   out 0x10, al
+    0xc6, 0x06, 0x01, 0x80, 0x5d, // mov byte [0x8001], 0x5d ; write it: lands in 'low' below
+    0xc6, 0x06, 0x00, 0xc0, 0x77, // mov byte [0xc000], 0x77 ; read-only with nothing below
+    0xf4, //                         hlt
+  ));
+  vm.attach(manager);
+  assert.deepEqual(vm.slots().map((s) => [s.guest, s.size, s.readOnly, s.name]), [
+    [0, 0x8000, false, 'ram region low'],
+    [0x8000, 0x1000, true, 'ram region shadow'],
+    [0x9000, 0x3000, false, 'ram region low'],
+    [0xc000, 0x1000, true, 'ram region lonely'],
+  ]);
+  const cpu = vm.createVcpu();
+  startReal(cpu, CODE);
+  assert.deepEqual(cpu.run(), { reason: 'io', direction: 'out', port: 0x10, size: 1, count: 1, data: Uint8Array.of(0xab) });
+  assert.throws(() => cpu.run(), { name: 'MemoryManagerError', code: 'ERR_READ_ONLY', address: 0xc000 });
+  assert.equal(low.chunks[0].views().u8[0x8001], 0x5d, 'routed below');
+  assert.equal(shadow.chunks[0].views().u8[1], 0, 'the read-only RAM is unchanged');
 });
