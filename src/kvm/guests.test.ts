@@ -8,7 +8,7 @@ import { MmapBackend } from '../mmap/backend.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import type { KvmVcpu } from './vcpu.js';
 import type { KvmVm } from './vm.js';
-import { LEGACY_TOUR, mmapBacking, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
+import { IN_RIG, LEGACY_TOUR, mmapBacking, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
 import { type Legacy, legacyLayout, pagesOf } from './test-support/layout.js';
 
 const CODE = 0x1000;
@@ -94,12 +94,11 @@ test('the VGA window switched between RAM and MMIO while the VM lives: the guest
 });
 
 /**
- * In the nested rig (GUESTMEM_KVM_RIG=1), QEMU's emulated page walk writes through the guest's
- * page tables every time the guest runs (measured: /work/briefs/rig-findings.md), so they are
- * dirty in every round there; on a host's /dev/kvm, with their accessed and dirty bits preset,
- * never. They are asserted apart from the pages the guest and devices wrote.
+ * The guest's page tables are dirty in every round in the nested rig ({@link IN_RIG}); on a
+ * host's /dev/kvm, with their accessed and dirty bits preset, never. They are asserted apart
+ * from the pages the guest and devices wrote.
  */
-const RIG = process.env.GUESTMEM_KVM_RIG === '1';
+const TABLES_DIRTY_EACH_RUN = IN_RIG;
 const TABLE_PAGES = [PAGE_TABLES, PAGE_TABLES + 0x1000, PAGE_TABLES + 0x2000, PAGE_TABLES + 0x3000];
 
 test('a long-mode guest writes a pattern across two slots, one above 4 GiB; each round harvests exactly the pages the guest and devices wrote', (t) => {
@@ -118,11 +117,11 @@ test('a long-mode guest writes a pattern across two slots, one above 4 GiB; each
     assert.equal(mem.readU64LE(GuestAddress(rdi)), pattern);
     assert.equal(mem.readU64LE(GuestAddress(rsi)), pattern);
   };
-  /** The harvest, with the page-table pages checked apart (see RIG). */
+  /** The harvest, with the page-table pages checked apart (see TABLES_DIRTY_EACH_RUN). */
   const harvest = (guestRan: boolean): number[] => {
     const pages = pagesOf(vm.harvestDirty());
     const tables = pages.filter((p) => TABLE_PAGES.includes(p));
-    assert.deepEqual(tables, RIG && guestRan ? TABLE_PAGES : [], 'page-table pages');
+    assert.deepEqual(tables, TABLES_DIRTY_EACH_RUN && guestRan ? TABLE_PAGES : [], 'page-table pages');
     return pages.filter((p) => !TABLE_PAGES.includes(p));
   };
   // Warm-up: the first run faults the code page in, which KVM may log as dirty (the rig's does).

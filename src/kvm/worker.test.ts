@@ -4,11 +4,12 @@ import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { GuestAddress } from '../address/address.js';
 import { MemoryManager } from '../manager/manager.js';
-import { COUNT_FOREVER, mmapBacking, startReal, vmOrSkip } from './test-support/guests.js';
+import { COUNT_FOREVER, IN_RIG, mmapBacking, startReal, vmOrSkip } from './test-support/guests.js';
 import { pagesOf } from './test-support/layout.js';
 
 const WORKER = new URL('./test-support/vcpu-worker.js', import.meta.url);
 const COUNTER = 0x9000;
+const CODE = 0x1000;
 
 interface WorkerResult {
   ended: string;
@@ -37,11 +38,11 @@ test('a vCPU in a worker: the main thread harvests and changes the layout while 
   const code = new Uint8Array(COUNT_FOREVER);
   code[3] = COUNTER & 0xff; // the inc's address operand: 0x9000
   code[4] = COUNTER >> 8;
-  mem().writeSlice(GuestAddress(0x1000), code);
+  mem().writeSlice(GuestAddress(CODE), code);
   vm.attach(manager);
   vm.setDirtyLogging(true);
   const cpu = vm.createVcpu();
-  startReal(cpu, 0x1000);
+  startReal(cpu, CODE);
 
   const a = start(cpu.share());
   t.after(() => a.worker.terminate());
@@ -66,7 +67,11 @@ test('a vCPU in a worker: the main thread harvests and changes the layout while 
     const now = counter();
     const device = 0x2000 + 0x1000 * (k % 4);
     mem().writeU32LE(GuestAddress(device), k); // a device writes meanwhile
-    const pages = pagesOf(vm.harvestDirty());
+    const harvested = pagesOf(vm.harvestDirty());
+    // In the rig, the slot deletions of every round make KVM log the code page the guest only
+    // fetches (IN_RIG); a host's PVM never logs it.
+    if (!IN_RIG) assert.ok(!harvested.includes(CODE), `round ${k}: the code page is not dirty`);
+    const pages = harvested.filter((p) => p !== CODE);
     const expected = now !== before ? [device, COUNTER].sort((x, y) => x - y) : [device];
     if (now !== before) guestRounds++;
     assert.deepEqual(pages, expected, `round ${k}: counter ${before} -> ${now}`);

@@ -17,6 +17,14 @@ export function noKvmReason(errno: string): string {
   return `no usable /dev/kvm here (${errno}); the nested-KVM rig test runs these tests`;
 }
 
+/**
+ * True inside the nested-KVM rig (`GUESTMEM_KVM_RIG=1`), where KVM's dirty log differs from a
+ * host's PVM in two measured ways (/work/briefs/rig-findings.md): QEMU's emulated page walk
+ * writes a paging guest's page tables every time it runs, and a slot deletion zaps every
+ * mapping, after which a page the guest only reads or fetches is logged dirty on its next fault.
+ */
+export const IN_RIG = process.env.GUESTMEM_KVM_RIG === '1';
+
 /** A new VM, or undefined after `t.skip(reason)` where /dev/kvm cannot be opened. */
 export function vmOrSkip(t: TestContext): KvmVm | undefined {
   try {
