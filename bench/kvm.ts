@@ -8,7 +8,7 @@
  *   doing the same ioctls and an atomic OR in C;
  * - vCPU exit round trip: a guest looping on `out 0x14, al`, each exit handled in TypeScript
  *   (`vcpu.run()` and a handler), against the same guest under the C loop.
- * Timing: median of BENCH_REPS repetitions. Absolute figures on a shared machine are noise:
+ * Timing: medians (of 2 × BENCH_REPS + 1 interleaved repetitions, of BENCH_ROUNDS harvest rounds). Absolute figures on a shared machine are noise:
  * read the ratios. Where /dev/kvm cannot be opened, prints why and exits 0; without `cc`, the
  * C columns are skipped with the reason.
  *
@@ -25,6 +25,8 @@ const REPS = Number(process.env.BENCH_REPS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 10);
 const EXITS = Number(process.env.BENCH_EXITS ?? 20000);
 const HARVEST_MIB = 256;
+/** Clean harvests timed together per round (one alone is too short to time). */
+const CLEAN_CALLS = 50;
 const now = () => Number(process.hrtime.bigint());
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (ns: number) => (ns < 1e3 ? `${ns.toFixed(0)} ns` : ns < 1e6 ? `${(ns / 1e3).toFixed(2)} µs` : `${(ns / 1e6).toFixed(2)} ms`);
@@ -64,28 +66,42 @@ function runC(bin: string, args: string[]): Map<string, number> {
 
 // ---- 1. a flat-view change reaching KVM -----------------------------------------------------
 
-function layoutChange(regions: number, attached: boolean): number {
+/** A manager of `regions` 64 KiB RAM regions (and the region whose visibility the bench flips). */
+function manager(regions: number): { mm: MemoryManager; target: Region } {
   const mm = new MemoryManager();
   const rs: Region[] = [];
   for (let i = 0; i < regions; i++) {
     const backing = new MemoryBacking(MmapBackend.anonymous(0x10000), { bitmap: new AtomicBitmap(0x10000) });
     rs.push(mm.addRam({ name: `ram-${i}`, start: GuestAddress(i * 0x10000), length: 0x10000, backing }));
   }
-  const vm = attached ? KvmVm.create() : undefined;
-  vm?.attach(mm);
-  const target = rs[Math.floor(regions / 2)];
-  const n = 200;
-  const samples: number[] = [];
-  for (let rep = 0; rep < REPS + 1; rep++) {
+  return { mm, target: rs[Math.floor(regions / 2)] };
+}
+
+/** ns per change (an unmap or a map), without and with a VM attached, interleaved repetitions. */
+function layoutChange(regions: number): { alone: number; kvm: number } {
+  const plain = manager(regions);
+  const attached = manager(regions);
+  const vm = KvmVm.create();
+  vm.attach(attached.mm);
+  const n = 500;
+  const time = ({ mm, target }: { mm: MemoryManager; target: Region }) => {
     const t = now();
     for (let k = 0; k < n; k++) {
       mm.unmap(target);
       mm.map(target);
     }
-    if (rep > 0) samples.push((now() - t) / (2 * n));
+    return (now() - t) / (2 * n);
+  };
+  const alone: number[] = [];
+  const kvm: number[] = [];
+  time(plain);
+  time(attached);
+  for (let rep = 0; rep < 2 * REPS + 1; rep++) {
+    alone.push(time(plain));
+    kvm.push(time(attached));
   }
-  vm?.close();
-  return median(samples);
+  vm.close();
+  return { alone: median(alone), kvm: median(kvm) };
 }
 
 // ---- guests ------------------------------------------------------------------------------------
@@ -125,6 +141,7 @@ function guestVm(size: number, code: Uint8Array): { vm: KvmVm; cpu: KvmVcpu; mem
 
 // ---- 2. dirty-log harvest ------------------------------------------------------------------------
 
+/** Median ns of one harvest: right after the guest wrote every page, and of a clean log. */
 function harvest(): { dense: number; clean: number } {
   const size = HARVEST_MIB * MIB;
   const { vm, cpu } = guestVm(size, DIRTY_EVERY_PAGE);
@@ -138,15 +155,16 @@ function harvest(): { dense: number; clean: number } {
     const t0 = now();
     vm.syncDirtyLog();
     const t1 = now();
-    vm.syncDirtyLog();
+    for (let k = 0; k < CLEAN_CALLS; k++) vm.syncDirtyLog();
     const t2 = now();
     if (round > 0) {
+      // Round 0 faulted the memory in.
       dense.push(t1 - t0);
-      clean.push(t2 - t1);
+      clean.push((t2 - t1) / CLEAN_CALLS);
     }
   }
   vm.close();
-  return { dense: dense.reduce((a, b) => a + b) / dense.length, clean: clean.reduce((a, b) => a + b) / clean.length };
+  return { dense: median(dense), clean: median(clean) };
 }
 
 // ---- 3. exit round trip --------------------------------------------------------------------------
@@ -184,12 +202,11 @@ console.log('Flat-view change reaching KVM (one unmap or map of a RAM region; th
 row(['regions', 'manager alone', 'manager + KVM slots', 'KVM share']);
 row(['---', '---', '---', '---']);
 for (const n of [1, 64]) {
-  const alone = layoutChange(n, false);
-  const kvm = layoutChange(n, true);
+  const { alone, kvm } = layoutChange(n);
   row([String(n), fmt(alone), fmt(kvm), fmt(kvm - alone)]);
 }
 
-console.log(`\nDirty-log harvest of a ${HARVEST_MIB} MiB slot (KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG, merged into the bitmap), mean of ${ROUNDS} rounds\n`);
+console.log(`\nDirty-log harvest of a ${HARVEST_MIB} MiB slot (KVM_GET_DIRTY_LOG + KVM_CLEAR_DIRTY_LOG, merged into the bitmap), median of ${ROUNDS} rounds\n`);
 const ts = harvest();
 const cs = c === undefined ? undefined : runC(c, ['dirty', String(HARVEST_MIB), String(ROUNDS)]);
 row(['log', 'guestmem (vm.syncDirtyLog)', 'C loop', 'guestmem / C']);
