@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { GuestAddress } from '../address/address.js';
 import { GuestMemory } from '../memory/guest-memory.js';
@@ -8,7 +7,7 @@ import { MmapBackend } from '../mmap/backend.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import type { KvmVcpu } from './vcpu.js';
 import type { KvmVm } from './vm.js';
-import { IN_RIG, LEGACY_TOUR, mmapBacking, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
+import { IN_RIG, IS_PVM, LEGACY_TOUR, mmapBacking, PAGE_TABLES, STORE_TWICE, startLong, startReal, VGA_PEEK_POKE, vmOrSkip, writeIdentityPageTables } from './test-support/guests.js';
 import { type Legacy, legacyLayout, pagesOf } from './test-support/layout.js';
 
 const CODE = 0x1000;
@@ -95,7 +94,7 @@ test('the VGA window switched between RAM and MMIO while the VM lives: the guest
 
 /**
  * The guest's page tables are dirty in every round in the nested rig ({@link IN_RIG}); on a
- * host's /dev/kvm, with their accessed and dirty bits preset, never. They are asserted apart
+ * host's /dev/kvm, with their accessed and dirty bits preset, never (measured on PVM). They are asserted apart
  * from the pages the guest and devices wrote.
  */
 const TABLES_DIRTY_EACH_RUN = IN_RIG;
@@ -176,9 +175,6 @@ test('without a manager: port and MMIO exits in both directions carry their data
   assert.deepEqual(cpu.run(), { reason: 'hlt' });
 });
 
-/** PVM, the software KVM of some machines of this kind: its emulator reports what hardware would not. */
-const PVM = existsSync('/sys/module/kvm_pvm');
-
 test('a triple fault (long mode, an empty IDT, int3) is a shutdown exit; under PVM an internal-error exit', (t) => {
   const b = boot(t, Uint8Array.of(0xcc)); // int3: #BP, then #GP, then #DF past the IDT's limit
   if (b === undefined) return;
@@ -186,7 +182,7 @@ test('a triple fault (long mode, an empty IDT, int3) is a shutdown exit; under P
   startLong(b.cpu, CODE);
   b.cpu.setSpecialRegisters({ ...b.cpu.getSpecialRegisters(), idt: { base: 0n, limit: 0 } });
   // Measured: PVM's emulator gives up on the exception with KVM_INTERNAL_ERROR_EMULATION (1).
-  assert.deepEqual(b.cpu.run(), PVM ? { reason: 'internal-error', suberror: 1 } : { reason: 'shutdown' });
+  assert.deepEqual(b.cpu.run(), IS_PVM ? { reason: 'internal-error', suberror: 1 } : { reason: 'shutdown' });
 });
 
 test("read-only RAM is a read-only slot: guest writes are routed below it, or refused where nothing lies below (the 'error' policy)", (t) => {
