@@ -181,6 +181,14 @@ test('attach(guestMemory): one slot per region; the guest writes and guestmem wr
   mem.writeU8(G(0x7010), 5);
   assert.deepEqual(pagesOf(vm.harvestDirty()), [0x3000, 0x7000]);
   assert.equal(mem.readU8(G(0x3000)), 1);
+  // Turning logging off merges what KVM logged first: the guest's last write is not lost.
+  startReal(cpu, 0x1000);
+  assert.deepEqual(cpu.run(), { reason: 'hlt' });
+  vm.setDirtyLogging(false);
+  assert.ok(vm.slots().every((s) => !s.logging));
+  assert.deepEqual(pagesOf(mem.harvestDirty()), [0x3000]);
+  assert.throws(() => vm.harvestDirty(), { name: 'KvmError', code: 'ERR_KVM_NOT_TRACKED' });
+  vm.setDirtyLogging(true);
   vm.detach();
   assert.throws(() => vm.harvestDirty(), { name: 'KvmError', code: 'ERR_KVM_ATTACHED' });
 });
