@@ -49,6 +49,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "kvm.h"
+
 /* Every JS number up to 2^53 - 1 is an exact integer; lengths and offsets live below that. */
 #define MAX_SAFE_INTEGER 9007199254740991.0
 /*
@@ -954,5 +956,6 @@ NAPI_MODULE_INIT() {
         napi_set_named_property(env, exports, functions[i].name, value) != napi_ok)
       return NULL;
   }
+  if (!guestmem_kvm_init(env, exports)) return NULL;
   return exports;
 }
