@@ -10,6 +10,7 @@ import { hex } from '../errors.js';
 import type { Bytes } from './bytes.js';
 import { VolatileMemoryError } from './errors.js';
 import { type FilePosition, transfer, validateFd, validatePosition } from './fd-io.js';
+import { copyPieces, copySmall, SMALL_COPY_MAX } from './pieces.js';
 import type { StructFields, StructInput, StructLayout, StructValue } from './struct.js';
 import * as c from './values.js';
 import type { ValueType } from './values.js';
@@ -127,8 +128,10 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   /**
    * @internal Copies between `buf` and memory from `addr` until `buf` is done or memory ends;
    * a copy to memory also stops before read-only memory (and throws if it starts there).
+   * A run of up to 8 bytes, and with `pieces` every run (`buf` must not alias the memory then),
+   * moves each naturally aligned piece of memory with one access; longer runs are memcpy.
    */
-  _copy(addr: number, buf: Uint8Array, toMemory: boolean): number {
+  _copy(addr: number, buf: Uint8Array, toMemory: boolean, pieces = false): number {
     const len = buf.length;
     let done = 0;
     while (done < len) {
@@ -141,8 +144,14 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
           if (done === 0) throw this._readOnly(addr, len);
           break;
         }
-        s.v.u8.set(n === len ? buf : buf.subarray(done, done + n), abs);
+        if (n <= SMALL_COPY_MAX) copySmall(s.v, abs, buf, done, n, true);
+        else if (pieces) copyPieces(s.v, abs, buf, done, n, true);
+        else s.v.u8.set(n === len ? buf : buf.subarray(done, done + n), abs);
         s.bitmap.markDirty(abs - s.base, n);
+      } else if (n <= SMALL_COPY_MAX) {
+        copySmall(s.v, abs, buf, done, n, false);
+      } else if (pieces) {
+        copyPieces(s.v, abs, buf, done, n, false);
       } else {
         buf.set(s.v.u8.subarray(abs, abs + n), done);
       }

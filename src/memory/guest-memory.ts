@@ -423,7 +423,8 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     this._checkRange(addr, size, write);
     let s = this.#scratch;
     if (s === undefined || s.bytes.length < size) s = this.#scratch = new ScratchSpan(Math.max(size, 64));
-    this._copy(addr, s.bytes.subarray(0, size), false);
+    // Piece by piece: each naturally aligned field lies in one region and is read with one access.
+    this._copy(addr, s.bytes.subarray(0, size), false, true);
     this.#splitAddr = addr;
     this._span = s;
     return 0;
@@ -431,7 +432,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 
   /** @internal Copies a straddling value written into the scratch span back to memory. */
   override _flush(size: number): void {
-    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true);
+    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true, true);
   }
 
   /**
