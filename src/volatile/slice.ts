@@ -146,11 +146,20 @@ export class VolatileSlice extends ContiguousBytes<number> {
   /**
    * A reference to `count` consecutive values of `type` starting at `offset`.
    *
-   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS`
+   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS`; `ERR_TOO_BIG` (with `count` and
+   * `elementSize`) when `count` values take more bytes than a safe integer can count.
    */
   getArrayRef<T, W>(type: ValueType<T, W>, offset: number, count: number): VolatileArrayRef<T, W> {
     validateIndex(count, 'count');
-    return new VolatileArrayRef(this.subslice(offset, count * type.size), type, count);
+    const bytes = count * type.size;
+    if (!Number.isSafeInteger(bytes)) {
+      throw new VolatileMemoryError('ERR_TOO_BIG', `${count} values of ${type.size} bytes (${type.name}) are too many to address`, {
+        address: offset,
+        count,
+        elementSize: type.size,
+      });
+    }
+    return new VolatileArrayRef(this.subslice(offset, bytes), type, count);
   }
 
   override toString(): string {
