@@ -70,8 +70,11 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
    */
   abstract _extent(addr: number, length: number): number;
 
-  /** @internal Throws unless a partial transfer may start at `addr` (validated here). */
-  abstract _checkStart(addr: number): void;
+  /**
+   * @internal Throws unless a partial transfer of `length` (> 0, for the error) bytes may start
+   * at `addr` (validated here): its first byte must be memory.
+   */
+  abstract _checkStart(addr: number, length?: number): void;
 
   /**
    * @internal Throws unless all of `[addr, addr + length)` is memory (validated here) and, for a
@@ -102,14 +105,14 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   read(addr: A, buf: Uint8Array): number {
     validateBuffer(buf);
     if (buf.length === 0) return validateIndex(addr, 'address') && 0;
-    this._checkStart(addr);
+    this._checkStart(addr, buf.length);
     return this._copy(addr, buf, false);
   }
 
   write(addr: A, buf: Uint8Array): number {
     validateBuffer(buf);
     if (buf.length === 0) return validateIndex(addr, 'address') && 0;
-    this._checkStart(addr);
+    this._checkStart(addr, buf.length);
     return this._copy(addr, buf, true);
   }
 
@@ -513,7 +516,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
     let pos = validatePosition(position);
     if (count === 0) return validateIndex(addr, 'address') && 0;
     if (exact) this._checkRange(addr, count, toMemory);
-    else this._checkStart(addr);
+    else this._checkStart(addr, count);
     let done = 0;
     do {
       const views: Uint8Array[] = [];

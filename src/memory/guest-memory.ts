@@ -230,14 +230,16 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /**
-   * The `count` bytes at `addr` as one slice; they must lie in one region.
+   * The `count` bytes at `addr` as one slice; they must lie in one region. As in vm-memory, `addr`
+   * must be memory even when `count` is 0.
    *
    * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID`, or `ERR_REGION_CROSSING` when the
    * range continues into another region (use {@link GuestMemory.getSlices}).
    */
   getSlice(addr: GuestAddress, count: number): VolatileSlice {
     this._checkRange(addr, count);
-    const r = this.findRegion(addr) as GuestMemoryRegion;
+    const r = this.findRegion(addr);
+    if (r === undefined) throw invalidAddress(addr, count); // only when count is 0: the range was checked
     const off = addr - r.start;
     if (off + count > r.length) {
       throw new GuestMemoryError(
@@ -469,9 +471,9 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /** @internal */
-  override _checkStart(addr: number): void {
+  override _checkStart(addr: number, length = 0): void {
     validateIndex(addr, 'address');
-    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, 0);
+    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, length);
   }
 
   /** @internal */
