@@ -12,7 +12,7 @@ import { VolatileSlice } from '../volatile/slice.js';
 const G = GuestAddress;
 
 /** Where the memory's two adjacent regions meet. */
-export const BOUNDARY = 0x1000;
+const BOUNDARY = 0x1000;
 /** The layout the test builds: two adjacent shared regions. */
 export const FLIP_RANGES: [GuestAddress, number][] = [
   [G(0), BOUNDARY],
