@@ -82,8 +82,12 @@ export interface TearReport {
   sliceCopy: TearCount;
 }
 
-/** The reader: reads everything again and again for `ms` milliseconds. */
-export function readFlips(mem: GuestMemory, ms: number): TearReport {
+/**
+ * The reader: reads everything again and again for `ms` milliseconds, and on (up to `maxMs`)
+ * until it has seen every kind change `minChanges` times: on a busy machine the writer may
+ * have run beside it only now and then.
+ */
+export function readFlips(mem: GuestMemory, ms: number, maxMs: number, minChanges: number): TearReport {
   const inRegion: TearCount = { pieces: 0, torn: 0, changes: 0 };
   const straddling: TearCount = { pieces: 0, torn: 0, changes: 0 };
   const sliceCopy: TearCount = { pieces: 0, torn: 0, changes: 0 };
@@ -103,8 +107,11 @@ export function readFlips(mem: GuestMemory, ms: number): TearReport {
       last[key] = seen;
     }
   };
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
+  const start = Date.now();
+  const enough = (): boolean =>
+    Date.now() - start >= maxMs ||
+    (Date.now() - start >= ms && Math.min(inRegion.changes, straddling.changes, sliceCopy.changes) >= minChanges);
+  while (!enough()) {
     for (let k = 0; k < 1000; k++) {
       let key = 0;
       for (const c of copies) {
