@@ -230,14 +230,16 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /**
-   * The `count` bytes at `addr` as one slice; they must lie in one region.
+   * The `count` bytes at `addr` as one slice; they must lie in one region. As in vm-memory, `addr`
+   * must be memory even when `count` is 0.
    *
    * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID`, or `ERR_REGION_CROSSING` when the
    * range continues into another region (use {@link GuestMemory.getSlices}).
    */
   getSlice(addr: GuestAddress, count: number): VolatileSlice {
     this._checkRange(addr, count);
-    const r = this.findRegion(addr) as GuestMemoryRegion;
+    const r = this.findRegion(addr);
+    if (r === undefined) throw invalidAddress(addr, count); // only when count is 0: the range was checked
     const off = addr - r.start;
     if (off + count > r.length) {
       throw new GuestMemoryError(
@@ -457,7 +459,8 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     this._checkRange(addr, size, write);
     let s = this.#scratch;
     if (s === undefined || s.bytes.length < size) s = this.#scratch = new ScratchSpan(Math.max(size, 64));
-    this._copy(addr, s.bytes.subarray(0, size), false);
+    // Piece by piece: each naturally aligned field lies in one region and is read with one access.
+    this._copy(addr, s.bytes.subarray(0, size), false, true);
     this.#splitAddr = addr;
     this._span = s;
     return 0;
@@ -465,7 +468,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 
   /** @internal Copies a straddling value written into the scratch span back to memory. */
   override _flush(size: number): void {
-    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true);
+    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true, true);
   }
 
   /**
@@ -502,9 +505,9 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /** @internal */
-  override _checkStart(addr: number): void {
+  override _checkStart(addr: number, length = 0): void {
     validateIndex(addr, 'address');
-    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, 0);
+    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, length);
   }
 
   /** @internal */
