@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "kvm.h"
+#include "napi-util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,8 +33,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#define MAX_SAFE_INTEGER 9007199254740991.0
 
 /*
  * The exit record kvmRun fills (and reads the answer of an `in` or MMIO read from):
@@ -94,43 +93,12 @@ static void vcpu_unref(vcpu *v) {
   if (last) vcpu_free(v);
 }
 
-/* ---- errors and arguments ---- */
-
-static napi_value fail(napi_env env, const char *code, const char *message) {
-  napi_throw_error(env, code, message);
-  return NULL;
-}
-
-static napi_value fail_errno(napi_env env, const char *syscall, int err) {
-  napi_value message, error, value;
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, NULL, message, &error);
-  napi_create_int32(env, err, &value);
-  napi_set_named_property(env, error, "errno", value);
-  napi_set_named_property(env, error, "syscall", message);
-  napi_throw(env, error);
-  return NULL;
-}
-
-#define BAD_ARG(env, what) fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: bad " what)
-
-static bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
-  size_t argc = n;
-  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= n;
-}
+/* ---- arguments ---- */
 
 static bool get_u64(napi_env env, napi_value v, double max, uint64_t *out) {
   double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= max)) return false;
-  if (d != (double)(uint64_t)d) return false;
+  if (!get_index(env, v, max, &d)) return false;
   *out = (uint64_t)d;
-  return true;
-}
-
-static bool get_fd(napi_env env, napi_value v, int *fd) {
-  uint64_t u;
-  if (!get_u64(env, v, INT32_MAX, &u)) return false;
-  *fd = (int)u;
   return true;
 }
 
