@@ -49,8 +49,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* Every JS number up to 2^53 - 1 is an exact integer; lengths and offsets live below that. */
-#define MAX_SAFE_INTEGER 9007199254740991.0
+#include "kvm.h"
+#include "napi-util.h"
+
 /*
  * Node 20 refuses external buffers over 4 GiB, and on refusal calls the finalizer at once
  * (which would drop our reference twice): never ask it for more.
@@ -95,49 +96,6 @@ static void unref(mapping *m, bool owner) {
     munmap(m->addr, m->length);
     free(m);
   }
-}
-
-/* ---- errors: a code string for checks that fail here, errno + syscall for the kernel's ---- */
-
-static napi_value fail(napi_env env, const char *code, const char *message) {
-  napi_throw_error(env, code, message);
-  return NULL;
-}
-
-static napi_value fail_errno(napi_env env, const char *syscall, int err) {
-  napi_value message, error, value;
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, NULL, message, &error);
-  napi_create_int32(env, err, &value);
-  napi_set_named_property(env, error, "errno", value);
-  napi_set_named_property(env, error, "syscall", message);
-  napi_throw(env, error);
-  return NULL;
-}
-
-#define BAD_ARG(env, what) fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: bad " what)
-
-/* ---- arguments ---- */
-
-/* An integer in [0, max], taken from a JS number exactly (no truncation, no NaN). */
-static bool get_index(napi_env env, napi_value v, double max, double *out) {
-  double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= max)) return false;
-  if (d != (double)(uint64_t)d) return false;
-  *out = d;
-  return true;
-}
-
-static bool get_fd(napi_env env, napi_value v, int *fd) {
-  double d;
-  if (!get_index(env, v, INT_MAX, &d)) return false;
-  *fd = (int)d;
-  return true;
-}
-
-static bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
-  size_t argc = n;
-  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= n;
 }
 
 /* The holder behind a handle this module made, or NULL (and a pending error). */
@@ -954,5 +912,6 @@ NAPI_MODULE_INIT() {
         napi_set_named_property(env, exports, functions[i].name, value) != napi_ok)
       return NULL;
   }
+  if (!guestmem_kvm_init(env, exports)) return NULL;
   return exports;
 }

@@ -52,7 +52,7 @@ export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAl
 export type { UnmappedPolicy } from './manager/dispatch.js';
 export * from './manager/errors.js';
 export type { FlatSpan, FlatViewEvent, SpanAdded, SpanChanged, SpanKind, SpanRemoved } from './manager/flat-view.js';
-export { MemoryManager, RestrictedMemory, type FlatViewListener, type MemoryManagerOptions } from './manager/manager.js';
+export { MemoryManager, RestrictedMemory, type FlatViewListener, type MemoryManagerOptions, type SubscribeOptions } from './manager/manager.js';
 export {
   Region,
   RAM_PRIORITY,

@@ -36,6 +36,8 @@ export type MemoryManagerErrorCode =
   | 'ERR_ACCESS_SIZE'
   /** A guest memory asked for while no readable memory is visible. */
   | 'ERR_NO_MEMORY'
+  /** A listener that may refuse changes refused this one; the layout is as it was. */
+  | 'ERR_CHANGE_REFUSED'
   /** One or more listeners threw; the change itself is complete. */
   | 'ERR_LISTENER_FAILED'
   /** A change started from inside a listener. */

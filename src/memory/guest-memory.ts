@@ -1,7 +1,7 @@
 import { GuestAddress, type MemoryRegionAddress, validateIndex } from '../address/address.js';
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { BackingViews } from '../backend/views.js';
-import { AtomicBitmap, type DirtyLog, type DirtyRange } from '../bitmap/atomic-bitmap.js';
+import { AtomicBitmap, atomicBitmapTarget, type DirtyLog, type DirtyRange } from '../bitmap/atomic-bitmap.js';
 import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { ByteAccess, type Span } from '../bytes/access.js';
 import { hex } from '../errors.js';
@@ -230,14 +230,16 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /**
-   * The `count` bytes at `addr` as one slice; they must lie in one region.
+   * The `count` bytes at `addr` as one slice; they must lie in one region. As in vm-memory, `addr`
+   * must be memory even when `count` is 0.
    *
    * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID`, or `ERR_REGION_CROSSING` when the
    * range continues into another region (use {@link GuestMemory.getSlices}).
    */
   getSlice(addr: GuestAddress, count: number): VolatileSlice {
     this._checkRange(addr, count);
-    const r = this.findRegion(addr) as GuestMemoryRegion;
+    const r = this.findRegion(addr);
+    if (r === undefined) throw invalidAddress(addr, count); // only when count is 0: the range was checked
     const off = addr - r.start;
     if (off + count > r.length) {
       throw new GuestMemoryError(
@@ -303,44 +305,47 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
    * guest-address order, with runs that continue into an adjacent region joined. Untracked
    * regions contribute nothing.
    *
+   * Regions may mark slices of one bitmap, as the regions of a `MemoryManager` mark their
+   * backing's: the bitmap's pages are then taken once, and a page that shows at several guest
+   * addresses (RAM and an alias of it) is reported once, at the lowest guest address where it
+   * shows. Only the pages that some region shows are taken; the others stay dirty.
+   *
    * @throws {GuestMemoryError} `ERR_NOT_TRACKED` when a region's bitmap is not an
-   * {@link AtomicBitmap} (checked before any bit is taken).
+   * {@link AtomicBitmap} or a slice of one (checked before any bit is taken).
    */
   harvestDirty(): GuestDirtyRange[] {
-    const out: GuestDirtyRange[] = [];
-    for (const [r, b] of this.#trackedRegions()) appendGuestRanges(out, r.start, b.harvest().dirtyRanges());
-    return out;
+    return this.#takeDirty(true);
   }
 
   /**
-   * The dirty guest ranges without clearing them, as {@link GuestMemory.harvestDirty} orders
+   * The dirty guest ranges without clearing them, as {@link GuestMemory.harvestDirty} reports
    * them. The read is live: pages marked meanwhile may or may not show.
    *
    * @throws {GuestMemoryError} `ERR_NOT_TRACKED`, as {@link GuestMemory.harvestDirty}.
    */
   dirtyRanges(): GuestDirtyRange[] {
-    const out: GuestDirtyRange[] = [];
-    for (const [r, b] of this.#trackedRegions()) appendGuestRanges(out, r.start, b.dirtyRanges());
-    return out;
+    return this.#takeDirty(false);
   }
 
   /**
-   * Clears every tracked region's dirty pages.
+   * Clears the dirty pages that {@link GuestMemory.harvestDirty} would take.
    *
    * @throws {GuestMemoryError} `ERR_NOT_TRACKED`, as {@link GuestMemory.harvestDirty}.
    */
   resetDirty(): void {
-    for (const [, b] of this.#trackedRegions()) b.resetAll();
+    for (const [root, pieces] of this.#tracking()) takeShown(root, pieces, true);
   }
 
   /**
    * ORs an external dirty log (KVM_GET_DIRTY_LOG layout, one bit per page of the region's
    * bitmap) into the bitmap of the region that starts at `start`: a hypervisor reports its log
-   * per memory slot, and a slot is a region.
+   * per memory slot, and a slot is a region. The log must cover every page of the region.
    *
    * @throws {GuestMemoryError} `ERR_REGION_NOT_FOUND` when no region starts at `start`,
-   * `ERR_NOT_TRACKED` when that region has no {@link AtomicBitmap}.
-   * @throws {BitmapError} as {@link AtomicBitmap.merge}; nothing is merged then.
+   * `ERR_NOT_TRACKED` when that region's bitmap is not an {@link AtomicBitmap} or a slice of one
+   * that starts on a page boundary.
+   * @throws {BitmapError} as {@link AtomicBitmap.merge} (`ERR_BITMAP_LOG_TOO_SHORT` for a log
+   * shorter than the region's pages); nothing is merged then.
    */
   mergeDirtyLog(start: GuestAddress, log: DirtyLog): void {
     validateIndex(start, 'start');
@@ -350,18 +355,49 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
         address: start,
       });
     }
-    if (!(r.bitmap instanceof AtomicBitmap)) throw notTracked(r);
-    r.bitmap.merge(log);
+    const target = atomicBitmapTarget(r.bitmap);
+    if (target === undefined || target.base % target.root.pageSize !== 0) throw notTracked(r);
+    const { root, base } = target;
+    root._mergeAt(log, base / root.pageSize, Math.ceil(r.length / root.pageSize));
   }
 
-  /** The regions with an AtomicBitmap; throws before anything is done when a bitmap is of another kind. */
-  #trackedRegions(): [GuestMemoryRegion, AtomicBitmap][] {
-    const tracked: [GuestMemoryRegion, AtomicBitmap][] = [];
-    for (const r of this.#regions) {
-      if (r.bitmap instanceof AtomicBitmap) tracked.push([r, r.bitmap]);
-      else if (r.bitmap !== NO_BITMAP) throw notTracked(r);
+  /** Takes (or with `clear` false, reads) the dirty pages of every tracked region; see harvestDirty. */
+  #takeDirty(clear: boolean): GuestDirtyRange[] {
+    const out: GuestDirtyRange[] = [];
+    for (const [root, pieces] of this.#tracking()) {
+      appendGuestRanges(out, pieces, takeShown(root, pieces, clear).dirtyRanges());
     }
-    return tracked;
+    // Several bitmaps (or aliases) interleave in guest order: sort, then join runs that touch.
+    out.sort((a, b) => a.start - b.start);
+    const joined: GuestDirtyRange[] = [];
+    for (const r of out) {
+      const last = joined[joined.length - 1];
+      if (last !== undefined && last.start + last.length === r.start) joined[joined.length - 1] = { start: last.start, length: last.length + r.length };
+      else joined.push(r);
+    }
+    return joined;
+  }
+
+  /**
+   * For each bitmap the regions mark, the bitmap bytes that show in guest memory, each at the
+   * lowest guest address that shows it, sorted by bitmap offset. Throws before anything is done
+   * when a region has a bitmap of another kind.
+   */
+  #tracking(): Map<AtomicBitmap, Piece[]> {
+    const byRoot = new Map<AtomicBitmap, Piece[]>();
+    for (const r of this.#regions) {
+      if (r.bitmap === NO_BITMAP) continue;
+      const target = atomicBitmapTarget(r.bitmap);
+      if (target === undefined) throw notTracked(r);
+      let pieces = byRoot.get(target.root);
+      if (pieces === undefined) byRoot.set(target.root, (pieces = []));
+      // Regions come in guest order: keep only the bitmap bytes no lower region showed.
+      for (const [from, to] of subtract([target.base, target.base + r.length], pieces)) {
+        pieces.push({ from, to, guest: r.start + from - target.base });
+      }
+    }
+    for (const pieces of byRoot.values()) pieces.sort((a, b) => a.from - b.from);
+    return byRoot;
   }
 
   // ---- address resolution (the hot path) ------------------------------------------------------
@@ -423,7 +459,8 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     this._checkRange(addr, size, write);
     let s = this.#scratch;
     if (s === undefined || s.bytes.length < size) s = this.#scratch = new ScratchSpan(Math.max(size, 64));
-    this._copy(addr, s.bytes.subarray(0, size), false);
+    // Piece by piece: each naturally aligned field lies in one region and is read with one access.
+    this._copy(addr, s.bytes.subarray(0, size), false, true);
     this.#splitAddr = addr;
     this._span = s;
     return 0;
@@ -431,7 +468,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 
   /** @internal Copies a straddling value written into the scratch span back to memory. */
   override _flush(size: number): void {
-    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true);
+    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true, true);
   }
 
   /**
@@ -468,9 +505,9 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /** @internal */
-  override _checkStart(addr: number): void {
+  override _checkStart(addr: number, length = 0): void {
     validateIndex(addr, 'address');
-    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, 0);
+    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, length);
   }
 
   /** @internal */
@@ -521,18 +558,55 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 function notTracked(r: GuestMemoryRegion): GuestMemoryError {
   return new GuestMemoryError(
     'ERR_NOT_TRACKED',
-    `the bitmap of region ${r.range} is a ${r.bitmap.constructor.name}, not an AtomicBitmap: its dirty pages cannot be harvested or merged`,
+    `the bitmap of region ${r.range} is a ${r.bitmap.constructor.name}, not an AtomicBitmap or a page-aligned slice of one: its dirty pages cannot be harvested or merged`,
     { address: r.start, length: r.length },
   );
 }
 
-/** Appends a region's dirty runs as guest ranges, joining a run that continues the last one. */
-function appendGuestRanges(out: GuestDirtyRange[], start: GuestAddress, ranges: Iterable<DirtyRange>): void {
-  for (const { offset, length } of ranges) {
-    const at = start + offset;
-    const last = out[out.length - 1];
-    if (last !== undefined && last.start + last.length === at) out[out.length - 1] = { start: last.start, length: last.length + length };
-    else out.push({ start: at as GuestAddress, length });
+/** Bitmap bytes `[from, to)` that show at guest address `guest` on. */
+interface Piece {
+  readonly from: number;
+  readonly to: number;
+  readonly guest: number;
+}
+
+/** The parts of `[from, to)` that no piece covers. */
+function subtract([from, to]: [number, number], pieces: readonly Piece[]): [number, number][] {
+  let parts: [number, number][] = [[from, to]];
+  for (const p of pieces) {
+    if (p.to <= from || p.from >= to) continue;
+    parts = parts.flatMap(([a, b]): [number, number][] => {
+      if (p.to <= a || p.from >= b) return [[a, b]];
+      const rest: [number, number][] = [];
+      if (a < p.from) rest.push([a, p.from]);
+      if (p.to < b) rest.push([p.to, b]);
+      return rest;
+    });
+  }
+  return parts;
+}
+
+/** The dirty pages of `root` that the pieces touch, taken (cleared) with `clear`. */
+function takeShown(root: AtomicBitmap, pieces: readonly Piece[], clear: boolean): AtomicBitmap {
+  // The common case, a region with a bitmap of its own: all of it.
+  if (pieces.length === 1 && pieces[0].from === 0 && pieces[0].to >= root.byteLength) return clear ? root.harvest() : root;
+  const pages = new AtomicBitmap(root.byteLength, { pageSize: root.pageSize });
+  for (const p of pieces) pages.markDirty(p.from, p.to - p.from);
+  return root._takePages(pages, clear);
+}
+
+/** Appends the guest ranges of dirty bitmap runs: each run cut to the pieces (sorted by `from`) it meets. */
+function appendGuestRanges(out: GuestDirtyRange[], pieces: readonly Piece[], runs: Iterable<DirtyRange>): void {
+  let i = 0;
+  for (const { offset, length } of runs) {
+    const end = offset + length;
+    while (i < pieces.length && pieces[i].to <= offset) i++;
+    for (let j = i; j < pieces.length && pieces[j].from < end; j++) {
+      const p = pieces[j];
+      const from = Math.max(offset, p.from);
+      const to = Math.min(end, p.to);
+      out.push({ start: (p.guest + from - p.from) as GuestAddress, length: to - from });
+    }
   }
 }
 

@@ -7,9 +7,10 @@
  * diff (their dirty bits are set again), but the snapshot itself is then not a consistent state.
  */
 import { closeSync, fsyncSync, ftruncateSync, openSync } from 'node:fs';
-import { MemoryRegionAddress } from '../address/address.js';
-import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
-import type { GuestMemory } from '../memory/guest-memory.js';
+import { type GuestAddress, MemoryRegionAddress } from '../address/address.js';
+import { atomicBitmapTarget } from '../bitmap/atomic-bitmap.js';
+import { NO_BITMAP } from '../bitmap/bitmap.js';
+import type { GuestDirtyRange, GuestMemory } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { SnapshotError } from './errors.js';
 import { besidePath, checkReplaceable, ioError, removeQuietly, replaceFiles, uniqueTag, writeNewFile } from './files.js';
@@ -59,30 +60,48 @@ export function writeFullSnapshot(mem: GuestMemory, path: string, options: Write
  * runs written, to `path.json`. The dirty pages are taken (harvested) first; if the snapshot
  * fails they are put back and the snapshot that was at `path` stays, as for a full snapshot.
  *
+ * Memory whose regions mark slices of one bitmap (a `MemoryManager`'s) is taken as
+ * `GuestMemory.harvestDirty` does: a page that shows at several guest addresses is written once,
+ * at the lowest.
+ *
  * @returns The layout written.
- * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an
- * {@link AtomicBitmap} (its changes would be missed), `ERR_SNAPSHOT_NOT_A_FILE` (both checked
+ * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an `AtomicBitmap`
+ * or a slice of one (its changes would be missed), `ERR_SNAPSHOT_NOT_A_FILE` (both checked
  * before anything is taken or written), `ERR_SNAPSHOT_IO`, `ERR_SNAPSHOT_LAYOUT_TOO_BIG`,
  * `ERR_INVALID_ARG`.
  */
 export function writeDiffSnapshot(mem: GuestMemory, path: string, options: WriteSnapshotOptions = {}): SnapshotLayout {
   const onProgress = validateOptions(options);
   for (const r of mem.regions()) {
-    if (!(r.bitmap instanceof AtomicBitmap)) {
+    if (atomicBitmapTarget(r.bitmap) === undefined) {
       throw new SnapshotError('ERR_SNAPSHOT_UNTRACKED', `region ${r.range} tracks no dirty pages: a diff snapshot would miss its changes`, {
         address: r.start,
         length: r.length,
       });
     }
   }
-  const dirtyRuns = (taken: Taken) => taken.flatMap(([r, bits]) => [...bits.dirtyRanges()].map(({ offset, length }) => [r, offset, length] as Run));
-  return writeSnapshot(mem, path, 'diff', dirtyRuns, onProgress);
+  return writeSnapshot(mem, path, 'diff', (taken) => regionRuns(mem, taken), onProgress);
 }
 
-/** Dirty pages taken from each tracked region. */
-type Taken = [GuestMemoryRegion, AtomicBitmap][];
+/** Dirty guest ranges taken from the tracked regions. */
+type Taken = GuestDirtyRange[];
 /** Bytes to write: a region, an offset in it and a length. */
 type Run = [GuestMemoryRegion, number, number];
+
+/** The guest ranges (all memory) as region runs, in order. */
+function regionRuns(mem: GuestMemory, ranges: Taken): Run[] {
+  const runs: Run[] = [];
+  for (const { start, length } of ranges) {
+    for (let done = 0; done < length; ) {
+      const r = mem.findRegion((start + done) as GuestAddress) as GuestMemoryRegion;
+      const at = start + done - r.start;
+      const n = Math.min(length - done, r.length - at);
+      runs.push([r, at, n]);
+      done += n;
+    }
+  }
+  return runs;
+}
 
 /**
  * The common part: check the targets, open a new file beside `path`, take the dirty pages, write
@@ -111,8 +130,9 @@ function writeSnapshot(
   } catch (err) {
     throw ioError(err, `creating ${memory.temp}`);
   }
-  const taken: Taken = [];
-  for (const r of mem.regions()) if (r.bitmap instanceof AtomicBitmap) taken.push([r, r.bitmap.harvest()]);
+  // Memory with a bitmap that cannot be harvested gets no diff after a full snapshot: take nothing.
+  const harvestable = mem.regions().every((r) => r.bitmap === NO_BITMAP || atomicBitmapTarget(r.bitmap) !== undefined);
+  const taken: Taken = harvestable ? mem.harvestDirty() : [];
   try {
     const runs = choose(taken);
     // A full snapshot's progress is how far into the file it got; a diff's, the bytes it wrote.
@@ -143,7 +163,7 @@ function writeSnapshot(
     return layout;
   } catch (err) {
     // Put the taken pages back: the next snapshot or harvest must still see them.
-    for (const [r, bits] of taken) for (const { offset, length } of bits.dirtyRanges()) r.bitmap.markDirty(offset, length);
+    for (const [r, at, n] of regionRuns(mem, taken)) r.bitmap.markDirty(at, n);
     if (fd !== undefined) closeQuietly(fd);
     for (const f of [memory.temp, layoutFile.temp]) removeQuietly(f);
     throw err instanceof SnapshotError ? err : ioError(err, `writing ${path}`);

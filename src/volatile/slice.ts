@@ -4,6 +4,7 @@ import { type BackingViews, viewsOf } from '../backend/views.js';
 import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { validateBuffer } from '../bytes/access.js';
 import { VolatileMemoryError } from '../bytes/errors.js';
+import { moveSmall, SMALL_COPY_MAX } from '../bytes/pieces.js';
 import type { ValueType } from '../bytes/values.js';
 import { hex } from '../errors.js';
 import { ContiguousBytes } from './contiguous.js';
@@ -91,7 +92,8 @@ export class VolatileSlice extends ContiguousBytes<number> {
 
   /**
    * Copies `min(this.length, dst.length)` bytes from this slice to the start of `dst` and
-   * returns the count. Overlapping slices of one buffer copy as memmove does.
+   * returns the count. Overlapping slices of one buffer copy as memmove does. A copy of up to 8
+   * bytes moves each naturally aligned piece of either slice with one access.
    *
    * @throws {VolatileMemoryError} `ERR_READ_ONLY` when `dst` is read-only (and bytes would move).
    */
@@ -101,7 +103,8 @@ export class VolatileSlice extends ContiguousBytes<number> {
     if (dst.readOnly) throw dst._readOnly(0, n);
     this._refresh();
     dst._refresh();
-    if (this.v.buffer === dst.v.buffer) dst.v.u8.copyWithin(dst.base, this.base, this.base + n);
+    if (n <= SMALL_COPY_MAX) moveSmall(this.v, this.base, dst.v, dst.base, n);
+    else if (this.v.buffer === dst.v.buffer) dst.v.u8.copyWithin(dst.base, this.base, this.base + n);
     else dst.v.u8.set(this.v.u8.subarray(this.base, this.base + n), dst.base);
     dst.bitmap.markDirty(0, n);
     return n;
@@ -117,6 +120,8 @@ export class VolatileSlice extends ContiguousBytes<number> {
    *
    * With `'write'` the whole slice is marked dirty before the view is handed out (its writes can
    * no longer be seen); with `'read'` nothing is marked, so writing through it goes untracked.
+   * After writing through a `'write'` view, call {@link VolatileSlice.markWritten}: a harvest
+   * that ran between this mark and the write took the bit and copied the old page.
    * The view dies with its buffer: after a WebAssembly memory grows, take a new one.
    *
    * @throws {VolatileMemoryError} `ERR_READ_ONLY` for `'write'` on a read-only slice.
@@ -132,6 +137,25 @@ export class VolatileSlice extends ContiguousBytes<number> {
   }
 
   /**
+   * Records that `[offset, offset + length)` of this slice was written through a raw view
+   * ({@link VolatileSlice.view}, a readv into it, another worker's copy): marks those pages dirty
+   * now, after the write. Every other write path of the slice marks by itself.
+   *
+   * @param offset - Default 0.
+   * @param length - Default: the rest of the slice.
+   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS` when the range leaves the slice,
+   *   `ERR_READ_ONLY` on a read-only slice (nothing can have been written); nothing is marked.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for a bad offset or length.
+   */
+  markWritten(offset = 0, length: number = this.length - offset): void {
+    validateIndex(offset, 'offset');
+    validateIndex(length, 'length');
+    if (offset + length > this.length) throw this._outOfBounds(offset, length);
+    if (this.readOnly && length > 0) throw this._readOnly(offset, length);
+    this.bitmap.markDirty(offset, length);
+  }
+
+  /**
    * A reference to one value of `type` at `offset`.
    *
    * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS`
@@ -143,11 +167,20 @@ export class VolatileSlice extends ContiguousBytes<number> {
   /**
    * A reference to `count` consecutive values of `type` starting at `offset`.
    *
-   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS`
+   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS`; `ERR_TOO_BIG` (with `count` and
+   * `elementSize`) when `count` values take more bytes than a safe integer can count.
    */
   getArrayRef<T, W>(type: ValueType<T, W>, offset: number, count: number): VolatileArrayRef<T, W> {
     validateIndex(count, 'count');
-    return new VolatileArrayRef(this.subslice(offset, count * type.size), type, count);
+    const bytes = count * type.size;
+    if (!Number.isSafeInteger(bytes)) {
+      throw new VolatileMemoryError('ERR_TOO_BIG', `${count} values of ${type.size} bytes (${type.name}) are too many to address`, {
+        address: offset,
+        count,
+        elementSize: type.size,
+      });
+    }
+    return new VolatileArrayRef(this.subslice(offset, bytes), type, count);
   }
 
   override toString(): string {
