@@ -32,6 +32,18 @@ export interface RegionOptions {
  * guest maps to `[offset, offset + length)` of the backend. It is {@link Bytes} over
  * {@link MemoryRegionAddress}es (offsets into the region). Immutable once built, so one region
  * can belong to several {@link GuestMemory} values (hot-plug builds new ones).
+ *
+ * @example
+ * import assert from 'node:assert/strict';
+ * const region = new GuestMemoryRegion(GuestAddress(0x10000), heapBackend(0x4000), { bitmap: new AtomicBitmap(0x4000) });
+ * region.range.toString(); // => '[0x10000, 0x14000)'
+ * const at = region.toRegionAddress(GuestAddress(0x10100)) as MemoryRegionAddress; // => 0x100
+ * region.writeU32LE(at, 0xdeadbeef);
+ * region.readU32BE(at); // => 0xefbeadde
+ * region.bitmap.dirtyAt(0x100); // => true
+ *
+ * const rom = new GuestMemoryRegion(GuestAddress(0xf0000), heapBackend(0x10000), { readOnly: true });
+ * assert.throws(() => rom.writeU8(MemoryRegionAddress(0), 1), { code: 'ERR_READ_ONLY' });
  */
 export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
   /** The guest physical address of the first byte. */

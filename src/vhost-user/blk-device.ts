@@ -18,6 +18,15 @@ export const MAX_BLK_QUEUES = 16;
  * are served on the kick, straight between the image and guest memory (readv/writev); each run
  * drains the queue, re-enables notifications and drains what raced in before it signals, so an
  * event-idx driver is interrupted once per batch.
+ *
+ * @example
+ * import { FdDisk, VirtioBlk, VIRTIO_BLK_F_MQ } from 'guestmem/virtio';
+ * import { VhostUserBlkDevice } from 'guestmem/vhost-user';
+ *
+ * // Any BlockDisk will do; FdDisk serves an image file or block device (here stdin's, sized).
+ * const device = new VhostUserBlkDevice(new VirtioBlk(new FdDisk(0, { size: 1 << 20, readOnly: true })), { queues: 4 });
+ * device.maxQueues; // => 4
+ * (device.features & (1n << BigInt(VIRTIO_BLK_F_MQ))) !== 0n; // => true
  */
 export class VhostUserBlkDevice implements VhostUserDevice {
   /** The virtio-blk request handler, over the image. */

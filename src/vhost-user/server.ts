@@ -49,6 +49,26 @@ export interface ServerOptions extends Pick<SessionOptions, 'allowUnsealedMemory
  * device (further front-ends wait in the backlog), and after a session ends, for whatever reason,
  * resets the device and accepts the next. A connection that does not open its session (SET_OWNER)
  * within `negotiationTimeout` is dropped, so an idle one cannot keep the next front-end waiting.
+ *
+ * @example
+ * import assert from 'node:assert/strict';
+ * import { ftruncateSync, mkdtempSync, openSync } from 'node:fs';
+ * import { tmpdir } from 'node:os';
+ * import { FdDisk, VirtioBlk } from 'guestmem/virtio';
+ * import { VhostUserBlkDevice, VhostUserServer } from 'guestmem/vhost-user';
+ *
+ * const dir = mkdtempSync(`${tmpdir()}/vub-`);
+ * const image = openSync(`${dir}/disk.img`, 'w+');
+ * ftruncateSync(image, 1 << 20);
+ * const device = new VhostUserBlkDevice(new VirtioBlk(new FdDisk(image), { id: 'disk0' }), { queues: 2 });
+ * const server = VhostUserServer.listen(`${dir}/vub.sock`, device, {
+ *   onConnect: (session) => console.log('a front-end connected'),
+ *   onDisconnect: (error) => console.log(error === undefined ? 'it hung up' : `dropped: ${error.code}`),
+ * });
+ * // Now: qemu-system-x86_64 -object memory-backend-memfd,id=mem,size=1G,share=on -M pc,memory-backend=mem
+ * //   -chardev socket,id=vub,path=<dir>/vub.sock -device vhost-user-blk-pci,chardev=vub,num-queues=2
+ * assert.throws(() => VhostUserServer.listen(`${dir}/vub.sock`, device), { code: 'ERR_VHOST_USER_SYSTEM', errno: 'EADDRINUSE' });
+ * server.close();
  */
 export class VhostUserServer implements Disposable {
   readonly #device: VhostUserDevice;

@@ -128,6 +128,25 @@ class Vring implements QueueNotifier {
  * session with a {@link VhostUserError}: every fd and mapping is released, the device is reset,
  * and `onClose` says why. A device failing on a queue (a guest that broke its ring) stops only that
  * queue and signals its error eventfd.
+ *
+ * A {@link VhostUserServer} makes one per connection; `new VhostUserSession(fd, device, options)`
+ * serves a socket that is already connected (an fd inherited from the front-end's launcher).
+ *
+ * @example
+ * import { VhostUserBlkDevice, VhostUserServer } from 'guestmem/vhost-user';
+ * import { FdDisk, VirtioBlk } from 'guestmem/virtio';
+ * import { mkdtempSync } from 'node:fs';
+ * import { tmpdir } from 'node:os';
+ *
+ * const device = new VhostUserBlkDevice(new VirtioBlk(new FdDisk(0, { size: 1 << 20, readOnly: true })));
+ * const server = VhostUserServer.listen(`${mkdtempSync(`${tmpdir()}/vus-`)}/vub.sock`, device, {
+ *   onConnect: (session) => {
+ *     // Once the front-end sent its memory table, the guest's RAM is a GuestMemory here.
+ *     setTimeout(() => console.log(`guest memory: ${session.memory}, dirty log active: ${session.log.active}`), 1000);
+ *   },
+ * });
+ * server.session; // => undefined
+ * server.close();
  */
 export class VhostUserSession implements Disposable {
   readonly #fd: number;
