@@ -49,6 +49,15 @@
 #include <unistd.h>
 #include <uv.h>
 
+/* The shipped binary is built against Debian 11's headers (glibc 2.31, Linux 5.10), which predate
+ * these (Linux 5.14); a kernel without them fails the call with EINVAL, as it would anyway. */
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
 #include "kvm.h"
 #include "napi-util.h"
 

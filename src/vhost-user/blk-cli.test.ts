@@ -33,9 +33,11 @@ function start(args: string[]): { child: ChildProcess; stderr: () => string; exi
   return { child, stderr: () => stderr, exit };
 }
 
-async function stop(b: ReturnType<typeof start>): Promise<number | null> {
+/** SIGTERM, and the exit status (or the signal that ended it, with what it wrote). */
+async function stop(b: ReturnType<typeof start>): Promise<number | string | null> {
   if (b.child.exitCode === null) b.child.kill('SIGTERM');
-  return b.exit;
+  const code = await b.exit;
+  return code ?? `${b.child.signalCode}: ${b.stderr()}`;
 }
 
 describe('guestmem-vhost-user-blk', () => {
@@ -153,17 +155,19 @@ describe('guestmem-vhost-user-blk', () => {
     const lines: Record<string, string> = {};
     for (const mode of ['default', '--verbose', '--quiet']) {
       const sock = join(dir, `log${mode}.sock`);
-      const b = start(['--image', image, '--socket', sock, ...(mode === 'default' ? [] : [mode])]);
+      const pidfile = join(dir, `log${mode}.pid`);
+      const b = start(['--image', image, '--socket', sock, '--pidfile', pidfile, ...(mode === 'default' ? [] : [mode])]);
       try {
-        await until(() => existsSync(sock), 'the socket', 10_000);
+        await until(() => existsSync(pidfile), 'the pidfile', 10_000);
         const fe = new FakeFrontend(connectUnix(sock));
         await fe.ask(R.GET_FEATURES);
         fe.send(R.SET_OWNER);
         fe.close();
         await until(() => mode === '--quiet' || b.stderr().includes('front-end disconnected'), 'the disconnection', 10_000);
       } finally {
-        assert.equal(await stop(b), 0);
+        lines[mode] = `${await stop(b)}`;
       }
+      assert.equal(lines[mode], '0', mode);
       lines[mode] = b.stderr();
     }
     for (const line of lines.default.trimEnd().split('\n')) assert.match(line, /^guestmem-vhost-user-blk: (error|warn|info|debug): /);

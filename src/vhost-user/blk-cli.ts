@@ -180,7 +180,22 @@ try {
   fatal((e as Error).message);
 }
 
-// The pidfile appears only once the socket listens, so that whoever waits for it can connect.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    log('info', `${signal}: closing the socket and exiting`);
+    server.close();
+    closeSync(imageFd);
+    if (args.pidfile !== undefined) {
+      try {
+        unlinkSync(args.pidfile);
+      } catch {}
+    }
+    process.exit(0);
+  });
+}
+
+// The pidfile appears only once the socket listens (and SIGTERM is handled), so that whoever
+// waits for it can connect, or stop this process cleanly.
 if (args.pidfile !== undefined) {
   try {
     const tmp = `${args.pidfile}.${process.pid}.tmp`;
@@ -195,17 +210,3 @@ log(
   'info',
   `serving ${args.image} (${blk.capacity} sectors${args['read-only'] ? ', read-only' : ''}, ${queues} queue${queues > 1 ? 's' : ''}) on ${args.socket ?? `fd ${inheritedFd}`}`,
 );
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    log('info', `${signal}: closing the socket and exiting`);
-    server.close();
-    closeSync(imageFd);
-    if (args.pidfile !== undefined) {
-      try {
-        unlinkSync(args.pidfile);
-      } catch {}
-    }
-    process.exit(0);
-  });
-}
