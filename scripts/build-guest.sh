@@ -17,7 +17,7 @@ if [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] && [ "$out/initrd.img" -nt 
   echo "guest already built in $out"
   exit 0
 fi
-guest_require_tools apt-get apt-cache dpkg-deb cpio gzip
+guest_require_tools dpkg-deb cpio gzip
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 guest_unpack "$work"

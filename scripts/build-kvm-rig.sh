@@ -32,7 +32,7 @@ if [ -f "$out/base.cpio" ] && [ -f "$out/vmlinuz" ] && [ "$(cat "$out/base.key" 
   [ "$out/base.cpio" -nt scripts/kvm-rig-init.sh ]; then
   :
 else
-  guest_require_tools apt-get apt-cache dpkg-deb cpio ldd
+  guest_require_tools dpkg-deb cpio ldd
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   guest_unpack "$work"

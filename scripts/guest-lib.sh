@@ -21,7 +21,7 @@ guest_require_tools() {
 guest_unpack() {
   local work=$1 debs=.cache/debs
   mkdir -p "$debs"
-  kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+  kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }' || true)
   if [ -z "$kpkg" ]; then
     # No apt lists: a cached package still does.
     local cached
@@ -33,6 +33,7 @@ guest_unpack() {
   for pkg in "$kpkg" busybox-static; do
     if ! ls "$debs/${pkg}"_*.deb >/dev/null 2>&1; then
       chmod 0777 "$work" # apt-get download runs as _apt
+      command -v apt-get >/dev/null || guest_unavailable "apt-get is missing (and $pkg is not in $debs)"
       (cd "$work" && apt-get download -q "$pkg" >/dev/null 2>&1) || guest_unavailable "cannot download $pkg"
       mv "$work/${pkg}"_*.deb "$debs/"
     fi

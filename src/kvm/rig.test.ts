@@ -108,7 +108,8 @@ test('the KVM tests pass inside the nested-KVM rig (QEMU TCG, AMD SVM, kvm-amd)'
   assert.deepEqual(r.notes, [], 'the rig reported no set-up failure');
   assert.equal(r.kvm.module, 'kvm_amd');
   assert.equal(r.kvm.dev_kvm, 'yes');
-  assert.deepEqual(r.failures.map((f) => `${f.name}: ${f.error}`), [], 'inner failures');
+  const failed = r.failures.map((f) => `✖ ${f.name}\n    ${f.error.replaceAll('\n', '\n    ')}`);
+  assert.equal(r.failures.length, 0, `${r.failures.length} inner test(s) failed in the rig:\n${failed.join('\n')}`);
   assert.notEqual(r.counts, undefined, `the inner run printed no TAP summary:\n${tail}`);
   assert.ok(r.counts!.tests > 0, 'the rig ran at least one test');
   assert.equal(r.counts!.fail, 0);
