@@ -26,6 +26,16 @@ mkdir -p "$out"
 deps=()
 for d in node_modules/fast-check node_modules/pure-rand; do [ -d "$d" ] && deps+=("$d"); done
 
+# copy_libs ROOT FILE: the shared libraries ldd lists for FILE, at the same paths under ROOT (where
+# the dynamic loader looks for them).
+copy_libs() {
+  local f
+  for f in $(ldd "$2" | grep -o '/[^ ]*'); do
+    mkdir -p "$1$(dirname "$f")"
+    cp -L "$f" "$1$f"
+  done
+}
+
 base_key="$node_bin $(stat -c %Y "$node_bin") $(node --version)"
 if [ -f "$out/base.cpio" ] && [ -f "$out/vmlinuz" ] && [ "$(cat "$out/base.key" 2>/dev/null)" = "$base_key" ] &&
   [ "$out/base.cpio" -nt scripts/build-kvm-rig.sh ] && [ "$out/base.cpio" -nt scripts/guest-lib.sh ] &&
@@ -40,11 +50,9 @@ else
   mkdir -p "$root"/{dev,proc,sys,tmp}
   guest_busybox "$root" sh mount insmod cat echo reboot ls grep find sort tr uname wc date
   guest_modules "$root/modules" virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd
-  # node and its libraries at the paths the dynamic loader looks for them (the addon needs libc only).
-  for f in "$node_bin" $(ldd "$node_bin" | grep -o '/[^ ]*'); do
-    mkdir -p "$root$(dirname "$f")"
-    cp -L "$f" "$root$f"
-  done
+  mkdir -p "$root$(dirname "$node_bin")"
+  cp "$node_bin" "$root$node_bin"
+  copy_libs "$root" "$node_bin"
   [ -e "$root/bin/node" ] || ln -s "$node_bin" "$root/bin/node"
   cp scripts/kvm-rig-init.sh "$root/init"
   chmod +x "$root/init"
@@ -63,6 +71,7 @@ if [ ! -f "$out/package.cpio" ] || [ ! -f "$out/rig.cpio" ] ||
   mkdir -p "$pkg/guestmem/native/build/Release" "$pkg/guestmem/node_modules"
   cp -r dist package.json "$pkg/guestmem/"
   cp "$addon" "$pkg/guestmem/$addon"
+  copy_libs "$pkg" "$addon"
   for d in "${deps[@]}"; do cp -r "$d" "$pkg/guestmem/node_modules/"; done
   guest_cpio "$pkg" > "$out/package.cpio.tmp"
   mv "$out/package.cpio.tmp" "$out/package.cpio"
