@@ -156,7 +156,8 @@ export async function runRig(timeoutMs: number): Promise<RigRun> {
   const qemu = spawn(
     'qemu-system-x86_64',
     [
-      '-M', 'pc', '-cpu', 'qemu64,+svm,+npt', '-m', '2048',
+      // Two CPUs: a vCPU in a worker thread and a harvest on the main thread really run at once.
+      '-M', 'pc', '-cpu', 'qemu64,+svm,+npt', '-smp', '2', '-m', '2048',
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
       '-kernel', `${RIG_DIR}/vmlinuz`, '-initrd', `${RIG_DIR}/rig.cpio`,
       '-append', `console=ttyS0 reboot=k panic=1 quiet${khz === undefined ? '' : ` tsc_early_khz=${khz}`}`,
