@@ -67,6 +67,7 @@ fi
 if [ ! -f "$out/package.cpio" ] || [ ! -f "$out/rig.cpio" ] ||
   [ -n "$(find dist package.json "$addon" "${deps[@]}" -newer "$out/package.cpio" -print -quit)" ]; then
   pkg=$(mktemp -d)
+  chmod 0755 "$pkg" # its mode becomes the mode of / in the guest: processes of other users must get in
   trap 'rm -rf "$pkg" ${work:+"$work"}' EXIT
   mkdir -p "$pkg/guestmem/native/build/Release" "$pkg/guestmem/node_modules"
   cp -r dist package.json "$pkg/guestmem/"

@@ -24,6 +24,8 @@ test('in the rig: the KVM is kvm_amd with nested paging, and guestmem\'s addon m
   if (!inRig) return t.skip('runs inside the nested-KVM rig only (GUESTMEM_KVM_RIG=1)');
   assert.equal(readFileSync('/sys/module/kvm_amd/parameters/nested', 'utf8').trim(), '1');
   assert.equal(readFileSync('/sys/module/kvm_amd/parameters/npt', 'utf8').trim(), 'Y');
+  // Tests run children as other users (nobody): they must get into / to find node and the package.
+  assert.equal(statSync('/').mode & 0o755, 0o755, 'the root directory is open to every user');
   using b = MmapBackend.anonymous(1 << 20);
   const { u8 } = b.views();
   u8[4096] = 0xa5;
