@@ -18,7 +18,7 @@ dev=no
 cpu=$(grep -m 1 '^model name' /proc/cpuinfo | sed 's/.*: //' | tr ' ' '_')
 svm=no
 grep -q -m 1 '^flags.* svm' /proc/cpuinfo && svm=yes
-echo "GUESTMEM-RIG: kvm kernel=$(uname -r) module=$module dev_kvm=$dev nested=$(param kvm_amd nested) npt=$(param kvm_amd npt) tdp_mmu=$(param kvm tdp_mmu) cpu=$cpu svm=$svm"
+echo "GUESTMEM-RIG: kvm kernel=$(uname -r) module=$module dev_kvm=$dev nested=$(param kvm_amd nested) npt=$(param kvm_amd npt) tdp_mmu=$(param kvm tdp_mmu) cpu=$cpu cpus=$(grep -c ^processor /proc/cpuinfo) svm=$svm"
 
 cd /guestmem
 files=$(find dist/kvm -name '*.test.js' ! -path dist/kvm/rig.test.js | sort)
