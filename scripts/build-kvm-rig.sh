@@ -48,7 +48,7 @@ else
   guest_unpack "$work"
   root="$work/root"
   mkdir -p "$root"/{dev,proc,sys,tmp}
-  guest_busybox "$root" sh mount insmod cat echo reboot ls grep find sort tr uname wc date
+  guest_busybox "$root" sh mount insmod cat echo reboot ls grep find sort tr uname wc date sleep sed dmesg tail
   guest_modules "$root/modules" virt/lib/irqbypass arch/x86/kvm/kvm arch/x86/kvm/kvm-amd
   mkdir -p "$root$(dirname "$node_bin")"
   cp "$node_bin" "$root$node_bin"

@@ -20,6 +20,34 @@ svm=no
 grep -q -m 1 '^flags.* svm' /proc/cpuinfo && svm=yes
 echo "GUESTMEM-RIG: kvm kernel=$(uname -r) module=$module dev_kvm=$dev nested=$(param kvm_amd nested) npt=$(param kvm_amd npt) tdp_mmu=$(param kvm tdp_mmu) cpu=$cpu cpus=$(grep -c ^processor /proc/cpuinfo) svm=$svm"
 
+# Watchdog: a run that hangs says where (every task's state, kernel function and, for running or
+# blocked ones, kernel stack) and powers off, instead of being killed silently by the host.
+watchdog=0
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in guestmem.watchdog=*) watchdog=${arg#guestmem.watchdog=} ;; esac
+done
+if [ "$watchdog" -gt 0 ]; then
+  (
+    sleep "$watchdog"
+    echo "GUESTMEM-RIG: watchdog: no end after ${watchdog} s"
+    for t in /proc/[0-9]*/task/[0-9]*; do
+      p=${t%/task/*}
+      cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)
+      [ -n "$cmd" ] || continue # kernel threads have no command line
+      [ "${t##*/}" = "${p#/proc/}" ] && echo "process ${p#/proc/}: $cmd"
+      state=$(sed 's/.*) \(.\).*/\1/' "$t/stat" 2>/dev/null) || continue
+      wchan=$(cat "$t/wchan" 2>/dev/null)
+      echo "task ${t#/proc/} $(cat "$t/comm") state=$state wchan=$wchan"
+      case "$state/$wchan" in
+        S/futex_wait_queue|S/do_epoll_wait|S/do_wait|S/pipe_read|S/hrtimer_nanosleep) ;;
+        *) sed 's/^/    /' "$t/stack" 2>/dev/null ;;
+      esac
+    done
+    dmesg | tail -n 20
+    reboot -f
+  ) &
+fi
+
 cd /guestmem
 files=$(find dist/kvm -name '*.test.js' ! -path dist/kvm/rig.test.js | sort)
 echo "GUESTMEM-RIG: begin files=$(echo $files | wc -w)"

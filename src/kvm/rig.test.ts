@@ -98,7 +98,7 @@ test('the KVM tests pass inside the nested-KVM rig (QEMU TCG, AMD SVM, kvm-amd)'
   if (why !== undefined) return t.skip(why);
   const run = await runRig(TIMEOUT_MS);
   const r = run.result;
-  const tail = run.console.slice(-4000);
+  const tail = run.console.slice(-8000);
   assert.equal(run.timedOut, false, `the rig did not finish within ${TIMEOUT_MS / 1000} s:\n${tail}`);
   assert.ok(r.began, `the rig never started its tests:\n${tail}`);
   assert.notEqual(r.exitCode, undefined, `the rig's run has no end marker (it died or hung):\n${tail}`);

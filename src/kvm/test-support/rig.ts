@@ -149,7 +149,10 @@ function tscKhz(): number | undefined {
   return mhz ? Math.round(Number(mhz[1]) * 1000) : undefined;
 }
 
-/** Boots the built rig and waits for it to power off (killed after `timeoutMs`). */
+/**
+ * Boots the built rig and waits for it to power off. The guest's watchdog ends a hung run 30 s
+ * before `timeoutMs`, printing what every task was doing; QEMU is killed at `timeoutMs`.
+ */
 export async function runRig(timeoutMs: number): Promise<RigRun> {
   const khz = tscKhz();
   const t0 = performance.now();
@@ -160,7 +163,7 @@ export async function runRig(timeoutMs: number): Promise<RigRun> {
       '-M', 'pc', '-cpu', 'qemu64,+svm,+npt', '-smp', '2', '-m', '2048',
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
       '-kernel', `${RIG_DIR}/vmlinuz`, '-initrd', `${RIG_DIR}/rig.cpio`,
-      '-append', `console=ttyS0 reboot=k panic=1 quiet${khz === undefined ? '' : ` tsc_early_khz=${khz}`}`,
+      '-append', `console=ttyS0 reboot=k panic=1 quiet guestmem.watchdog=${Math.max(1, Math.floor(timeoutMs / 1000) - 30)}${khz === undefined ? '' : ` tsc_early_khz=${khz}`}`,
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
