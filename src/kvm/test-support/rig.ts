@@ -160,7 +160,7 @@ export async function runRig(timeoutMs: number): Promise<RigRun> {
     'qemu-system-x86_64',
     [
       // One CPU: with -smp 2 the whole guest froze in 4 of 16 runs of the KVM tests (QEMU 7.2 TCG,
-      // nested SVM; not even its watchdog ran), with -smp 1 in none of 7. A vCPU in a worker thread
+      // nested SVM; its watchdog did not run either), with -smp 1 in none of 7. A vCPU in a worker thread
       // is still preempted by the guest kernel's timer, so harvests interleave with its run.
       '-M', 'pc', '-cpu', 'qemu64,+svm,+npt', '-smp', '1', '-m', '2048',
       '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
