@@ -16,7 +16,7 @@ import { VirtioBlk } from '../virtio/blk.js';
 import { VhostUserBlkDevice } from './blk-device.js';
 import { bit, ProtocolFeature } from './protocol.js';
 import { VhostUserServer } from './server.js';
-import { PROTOCOL_FEATURES } from './session.js';
+import { PROTOCOL_FEATURES, type VhostUserSession } from './session.js';
 
 const usage =
   'usage: guestmem-vhost-user-blk (--socket PATH | --fd N) --image FILE [--read-only] [--queues N] [--id ID] [--no-mem-slots] [--quiet]';
@@ -65,14 +65,19 @@ try {
   fail(`cannot open ${args.image}: ${(e as Error).message}`);
 }
 let server: VhostUserServer;
+let session: VhostUserSession | undefined;
 try {
   // seg_max follows QEMU's default queue size of 128 (as qemu-storage-daemon's 126): a chain
   // may not be longer than its queue.
   const blk = new VirtioBlk(new FdDisk(imageFd, { readOnly: args['read-only'] }), { id: args.id, queueSize: 128 });
   const device = new VhostUserBlkDevice(blk, { queues });
   const options = {
-    onConnect: () => say('front-end connected'),
-    onDisconnect: (e: Error | undefined) => say(e === undefined ? 'front-end disconnected' : `connection dropped: ${e.message}`),
+    onConnect: (s: VhostUserSession) => {
+      session = s;
+      say('front-end connected');
+    },
+    onDisconnect: (e: Error | undefined) =>
+      say(`${e === undefined ? 'front-end disconnected' : `connection dropped: ${e.message}`} (${session?.log.marked} pages logged)`),
     onQueueError: (i: number, e: unknown) => say(`queue ${i} stopped: ${(e as Error).message}`),
     protocolFeatures: args['no-mem-slots'] ? PROTOCOL_FEATURES & ~bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) : PROTOCOL_FEATURES,
   };
