@@ -110,7 +110,9 @@ describe('AtomicBitmap against a boolean-array model', () => {
             case 'merge': {
               const inLog = o.pages.filter((p) => p < o.words * 64);
               const log = kvmLog(o.words, inLog);
-              if (inLog.every((p) => p < m.pages.length)) {
+              if (o.words < Math.ceil(m.pages.length / 64)) {
+                assert.throws(() => b.merge(log), { code: 'ERR_BITMAP_LOG_TOO_SHORT', length: o.words * 8 });
+              } else if (inLog.every((p) => p < m.pages.length)) {
                 b.merge(log);
                 for (const p of inLog) m.pages[p] = true;
               } else {

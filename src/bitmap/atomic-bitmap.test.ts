@@ -306,11 +306,26 @@ describe('AtomicBitmap.merge', () => {
     }
   });
 
-  it('accepts a shorter log, and a longer one whose extra bits are clean', () => {
+  it('accepts a longer log whose extra bits are clean', () => {
     const b = new AtomicBitmap(200 * PAGE);
-    b.merge(kvmLog(1, [5]));
-    b.merge(kvmLog(8, [199]));
+    b.merge(kvmLog(8, [5, 199]));
     assert.deepEqual(pagesOf(b), [5, 199]);
+  });
+
+  it('refuses a log shorter than its pages, empty included, merging nothing', () => {
+    const b = new AtomicBitmap(200 * PAGE); // 200 pages: 4 words
+    for (const words of [0, 1, 3]) {
+      assert.throws(() => b.merge(kvmLog(words, words > 0 ? [5] : [])), {
+        name: 'BitmapError',
+        code: 'ERR_BITMAP_LOG_TOO_SHORT',
+        length: words * 8,
+        expected: 32,
+      });
+    }
+    assert.equal(b.count(), 0);
+    b.merge(kvmLog(4, [5])); // exactly the words needed
+    assert.deepEqual(pagesOf(b), [5]);
+    new AtomicBitmap(0).merge(new Uint8Array(0)); // no pages: an empty log covers them
   });
 
   it('refuses a log that marks pages beyond the bitmap, merging nothing', () => {

@@ -446,14 +446,25 @@ export class AtomicBitmap implements Bitmap {
 
   /**
    * ORs an external dirty log (a hypervisor's, in KVM_GET_DIRTY_LOG layout) into the bitmap. The
-   * log's pages are this bitmap's pages. A log shorter than the bitmap leaves the rest alone; a
-   * longer one may only carry clean bits beyond the last page.
+   * log's pages are this bitmap's pages. The log must cover every page (`ceil(pageCount / 64)`
+   * words at least): a shorter one would leave the pages past its end unreported, so it is
+   * refused. A longer one may only carry clean bits beyond the last page.
    *
-   * @throws {BitmapError} `ERR_BITMAP_OUT_OF_RANGE` when the log marks a page beyond the
-   * bitmap (nothing is merged then); `ERR_BITMAP_INVALID` when `log` is not one of the
-   * {@link DirtyLog} types or its length is not a whole number of 64-bit words.
+   * @throws {BitmapError} `ERR_BITMAP_LOG_TOO_SHORT` (`length`: the log's bytes, `expected`: the
+   * bytes needed) for a log that does not cover every page; `ERR_BITMAP_OUT_OF_RANGE` when the
+   * log marks a page beyond the bitmap; `ERR_BITMAP_INVALID` when `log` is not one of the
+   * {@link DirtyLog} types or its length is not a whole number of 64-bit words. Nothing is merged
+   * then.
    */
   merge(log: DirtyLog): void {
+    this._mergeAt(log, 0, this.#pageCount);
+  }
+
+  /**
+   * @internal {@link AtomicBitmap.merge} into pages `[first, first + pages)` (within the bitmap):
+   * log page `i` is page `first + i`; the log must cover `pages` pages and mark none beyond.
+   */
+  _mergeAt(log: DirtyLog, first: number, pages: number): void {
     const view = logView(log);
     // Bytes are little-endian; a BigUint64Array holds numbers in the host's byte order, where
     // on a big-endian host the high half of each word comes first.
@@ -462,22 +473,57 @@ export class AtomicBitmap implements Bitmap {
     const n = view.byteLength / 4;
     const wordAt = (k: number): number => view.getInt32(4 * (k ^ swap), little);
     // Check everything before changing anything: a refused log leaves no half-merged bits.
-    for (let k = Math.max(this.#usedWords - 1, 0); k < n; k++) {
-      const beyond = wordAt(k) & ~this.#maskOf(k);
+    if (view.byteLength < wordBytes(pages)) {
+      throw new BitmapError(
+        'ERR_BITMAP_LOG_TOO_SHORT',
+        `a dirty log of ${view.byteLength} bytes covers ${view.byteLength * 8} pages; it must cover all ${pages} (${wordBytes(pages)} bytes)`,
+        { length: view.byteLength, expected: wordBytes(pages) },
+      );
+    }
+    for (let k = Math.max(Math.ceil(pages / 32) - 1, 0); k < n; k++) {
+      const beyond = wordAt(k) & ~pageMask(k, pages);
       if (beyond !== 0) {
         const page = k * 32 + 31 - Math.clz32(beyond & -beyond);
         throw new BitmapError(
           'ERR_BITMAP_OUT_OF_RANGE',
-          `the dirty log marks page ${page}, beyond the ${this.#pageCount} pages the bitmap covers`,
+          `the dirty log marks page ${page}, beyond the ${pages} pages it is merged into`,
           { address: page * this.#pageSize, length: view.byteLength },
         );
       }
     }
     const words = this._words;
-    for (let k = 0; k < Math.min(n, this.#usedWords); k++) {
+    const shift = first & 31;
+    for (let k = 0; k < Math.ceil(pages / 32); k++) {
       const bits = wordAt(k);
-      if (bits !== 0) Atomics.or(words, k, bits);
+      if (bits === 0) continue;
+      // Log word k lands on pages first + 32k ..: one bitmap word, or two when `first` is not word-aligned.
+      const w = (first >>> 5) + k;
+      if (shift === 0) {
+        Atomics.or(words, w, bits);
+      } else {
+        Atomics.or(words, w, bits << shift);
+        const high = bits >>> (32 - shift);
+        if (high !== 0) Atomics.or(words, w + 1, high);
+      }
     }
+  }
+
+  /**
+   * @internal Reads the dirty bits of the pages set in `pages` (a bitmap of this geometry),
+   * clearing them with `clear` (atomically per word, as {@link AtomicBitmap.harvest}), and
+   * returns them as a new non-shared bitmap; other pages are neither read nor cleared.
+   */
+  _takePages(pages: AtomicBitmap, clear: boolean): AtomicBitmap {
+    const taken = new AtomicBitmap(this.#byteLength, { pageSize: this.#pageSize });
+    const words = this._words;
+    const wanted = pages._words;
+    const count = Math.min(this.#usedWords, wanted.length);
+    for (let k = 0; k < count; k++) {
+      const mask = wanted[k] & this.#maskOf(k);
+      if (mask === 0 || (Atomics.load(words, k) & mask) === 0) continue;
+      taken._words[k] = (clear ? Atomics.and(words, k, ~mask) : Atomics.load(words, k)) & mask;
+    }
+    return taken;
   }
 
   /**
@@ -571,10 +617,36 @@ export class AtomicBitmap implements Bitmap {
   }
 }
 
+/** Where the bits of a bitmap live: an {@link AtomicBitmap} and the offset its offsets count from. */
+export interface AtomicBitmapTarget {
+  /** The bitmap whose bits are set. */
+  readonly root: AtomicBitmap;
+  /** Byte offset in `root` of the bitmap's offset 0. */
+  readonly base: number;
+}
+
+/**
+ * The {@link AtomicBitmap} whose bits `bitmap` sets: itself, or the root of a
+ * {@link AtomicBitmap.sliceAt} slice (with the slice's offset); `undefined` for any other bitmap.
+ */
+export function atomicBitmapTarget(bitmap: Bitmap): AtomicBitmapTarget | undefined {
+  if (bitmap instanceof AtomicBitmap) return { root: bitmap, base: 0 };
+  if (bitmap instanceof AtomicBitmapSlice) return { root: bitmap.root, base: bitmap.base };
+  return undefined;
+}
+
 /** {@link AtomicBitmap.sliceAt}: the same bits, seen from `base` on. */
 class AtomicBitmapSlice implements Bitmap {
   readonly #root: AtomicBitmap;
   readonly #base: number;
+
+  get root(): AtomicBitmap {
+    return this.#root;
+  }
+
+  get base(): number {
+    return this.#base;
+  }
 
   constructor(root: AtomicBitmap, base: number) {
     this.#root = root;
@@ -624,6 +696,13 @@ function pagesFor(byteLength: number, pageSize: number): number {
     );
   }
   return pages;
+}
+
+/** The bits of word `k` that stand for pages below `pages`. */
+function pageMask(k: number, pages: number): number {
+  const valid = pages - 32 * k;
+  if (valid >= 32) return -1;
+  return valid <= 0 ? 0 : (1 << valid) - 1;
 }
 
 /** Bytes of words for `pages` pages, rounded to whole 64-bit words as in a KVM dirty log. */

@@ -1,7 +1,7 @@
 import { GuestAddress, type MemoryRegionAddress, validateIndex } from '../address/address.js';
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { BackingViews } from '../backend/views.js';
-import { AtomicBitmap, type DirtyLog, type DirtyRange } from '../bitmap/atomic-bitmap.js';
+import { AtomicBitmap, atomicBitmapTarget, type DirtyLog } from '../bitmap/atomic-bitmap.js';
 import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { ByteAccess, type Span } from '../bytes/access.js';
 import { hex } from '../errors.js';
@@ -303,44 +303,47 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
    * guest-address order, with runs that continue into an adjacent region joined. Untracked
    * regions contribute nothing.
    *
+   * Regions may mark slices of one bitmap, as the regions of a `MemoryManager` mark their
+   * backing's: the bitmap's pages are then taken once, and a page that shows at several guest
+   * addresses (RAM and an alias of it) is reported once, at the lowest guest address where it
+   * shows. Only the pages that some region shows are taken; the others stay dirty.
+   *
    * @throws {GuestMemoryError} `ERR_NOT_TRACKED` when a region's bitmap is not an
-   * {@link AtomicBitmap} (checked before any bit is taken).
+   * {@link AtomicBitmap} or a slice of one (checked before any bit is taken).
    */
   harvestDirty(): GuestDirtyRange[] {
-    const out: GuestDirtyRange[] = [];
-    for (const [r, b] of this.#trackedRegions()) appendGuestRanges(out, r.start, b.harvest().dirtyRanges());
-    return out;
+    return this.#takeDirty(true);
   }
 
   /**
-   * The dirty guest ranges without clearing them, as {@link GuestMemory.harvestDirty} orders
+   * The dirty guest ranges without clearing them, as {@link GuestMemory.harvestDirty} reports
    * them. The read is live: pages marked meanwhile may or may not show.
    *
    * @throws {GuestMemoryError} `ERR_NOT_TRACKED`, as {@link GuestMemory.harvestDirty}.
    */
   dirtyRanges(): GuestDirtyRange[] {
-    const out: GuestDirtyRange[] = [];
-    for (const [r, b] of this.#trackedRegions()) appendGuestRanges(out, r.start, b.dirtyRanges());
-    return out;
+    return this.#takeDirty(false);
   }
 
   /**
-   * Clears every tracked region's dirty pages.
+   * Clears the dirty pages that {@link GuestMemory.harvestDirty} would take.
    *
    * @throws {GuestMemoryError} `ERR_NOT_TRACKED`, as {@link GuestMemory.harvestDirty}.
    */
   resetDirty(): void {
-    for (const [, b] of this.#trackedRegions()) b.resetAll();
+    for (const [root, pieces] of this.#tracking()) root._takePages(pagesOf(root, pieces), true);
   }
 
   /**
    * ORs an external dirty log (KVM_GET_DIRTY_LOG layout, one bit per page of the region's
    * bitmap) into the bitmap of the region that starts at `start`: a hypervisor reports its log
-   * per memory slot, and a slot is a region.
+   * per memory slot, and a slot is a region. The log must cover every page of the region.
    *
    * @throws {GuestMemoryError} `ERR_REGION_NOT_FOUND` when no region starts at `start`,
-   * `ERR_NOT_TRACKED` when that region has no {@link AtomicBitmap}.
-   * @throws {BitmapError} as {@link AtomicBitmap.merge}; nothing is merged then.
+   * `ERR_NOT_TRACKED` when that region's bitmap is not an {@link AtomicBitmap} or a slice of one
+   * that starts on a page boundary.
+   * @throws {BitmapError} as {@link AtomicBitmap.merge} (`ERR_BITMAP_LOG_TOO_SHORT` for a log
+   * shorter than the region's pages); nothing is merged then.
    */
   mergeDirtyLog(start: GuestAddress, log: DirtyLog): void {
     validateIndex(start, 'start');
@@ -350,18 +353,50 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
         address: start,
       });
     }
-    if (!(r.bitmap instanceof AtomicBitmap)) throw notTracked(r);
-    r.bitmap.merge(log);
+    const target = atomicBitmapTarget(r.bitmap);
+    if (target === undefined || target.base % target.root.pageSize !== 0) throw notTracked(r);
+    const { root, base } = target;
+    root._mergeAt(log, base / root.pageSize, Math.ceil(r.length / root.pageSize));
   }
 
-  /** The regions with an AtomicBitmap; throws before anything is done when a bitmap is of another kind. */
-  #trackedRegions(): [GuestMemoryRegion, AtomicBitmap][] {
-    const tracked: [GuestMemoryRegion, AtomicBitmap][] = [];
-    for (const r of this.#regions) {
-      if (r.bitmap instanceof AtomicBitmap) tracked.push([r, r.bitmap]);
-      else if (r.bitmap !== NO_BITMAP) throw notTracked(r);
+  /** Takes (or with `clear` false, reads) the dirty pages of every tracked region; see harvestDirty. */
+  #takeDirty(clear: boolean): GuestDirtyRange[] {
+    const out: GuestDirtyRange[] = [];
+    for (const [root, pieces] of this.#tracking()) {
+      const taken = root._takePages(pagesOf(root, pieces), clear);
+      appendGuestRanges(out, pieces, taken.dirtyRanges());
     }
-    return tracked;
+    // Several bitmaps (or aliases) interleave in guest order: sort, then join adjacent runs.
+    out.sort((a, b) => a.start - b.start);
+    const joined: GuestDirtyRange[] = [];
+    for (const r of out) {
+      const last = joined[joined.length - 1];
+      if (last !== undefined && last.start + last.length === r.start) joined[joined.length - 1] = { start: last.start, length: last.length + r.length };
+      else joined.push(r);
+    }
+    return joined;
+  }
+
+  /**
+   * For each bitmap the regions mark, the bitmap bytes that show in guest memory, each at the
+   * lowest guest address that shows it, sorted by bitmap offset. Throws before anything is done
+   * when a region has a bitmap of another kind.
+   */
+  #tracking(): Map<AtomicBitmap, Piece[]> {
+    const byRoot = new Map<AtomicBitmap, Piece[]>();
+    for (const r of this.#regions) {
+      if (r.bitmap === NO_BITMAP) continue;
+      const target = atomicBitmapTarget(r.bitmap);
+      if (target === undefined) throw notTracked(r);
+      let pieces = byRoot.get(target.root);
+      if (pieces === undefined) byRoot.set(target.root, (pieces = []));
+      // Regions come in guest order: keep only the bitmap bytes no lower region showed.
+      for (const [from, to] of subtract([target.base, target.base + r.length], pieces)) {
+        pieces.push({ from, to, guest: r.start + from - target.base });
+      }
+    }
+    for (const pieces of byRoot.values()) pieces.sort((a, b) => a.from - b.from);
+    return byRoot;
   }
 
   // ---- address resolution (the hot path) ------------------------------------------------------
@@ -521,18 +556,56 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 function notTracked(r: GuestMemoryRegion): GuestMemoryError {
   return new GuestMemoryError(
     'ERR_NOT_TRACKED',
-    `the bitmap of region ${r.range} is a ${r.bitmap.constructor.name}, not an AtomicBitmap: its dirty pages cannot be harvested or merged`,
+    `the bitmap of region ${r.range} is a ${r.bitmap.constructor.name}, not an AtomicBitmap or a page-aligned slice of one: its dirty pages cannot be harvested or merged`,
     { address: r.start, length: r.length },
   );
 }
 
-/** Appends a region's dirty runs as guest ranges, joining a run that continues the last one. */
-function appendGuestRanges(out: GuestDirtyRange[], start: GuestAddress, ranges: Iterable<DirtyRange>): void {
-  for (const { offset, length } of ranges) {
-    const at = start + offset;
-    const last = out[out.length - 1];
-    if (last !== undefined && last.start + last.length === at) out[out.length - 1] = { start: last.start, length: last.length + length };
-    else out.push({ start: at as GuestAddress, length });
+/** Bitmap bytes `[from, to)` that show at guest address `guest` on. */
+interface Piece {
+  readonly from: number;
+  readonly to: number;
+  readonly guest: number;
+}
+
+/** The parts of `[from, to)` that no piece covers. */
+function subtract([from, to]: [number, number], pieces: readonly Piece[]): [number, number][] {
+  let parts: [number, number][] = [[from, to]];
+  for (const p of pieces) {
+    if (p.to <= from || p.from >= to) continue;
+    parts = parts.flatMap(([a, b]): [number, number][] => {
+      if (p.to <= a || p.from >= b) return [[a, b]];
+      const rest: [number, number][] = [];
+      if (a < p.from) rest.push([a, p.from]);
+      if (p.to < b) rest.push([p.to, b]);
+      return rest;
+    });
+  }
+  return parts;
+}
+
+/** A bitmap of `root`'s geometry with every page that the pieces touch set. */
+function pagesOf(root: AtomicBitmap, pieces: readonly Piece[]): AtomicBitmap {
+  const pages = new AtomicBitmap(root.byteLength, { pageSize: root.pageSize });
+  for (const p of pieces) pages.markDirty(p.from, p.to - p.from);
+  return pages;
+}
+
+/** Appends the guest ranges of dirty bitmap runs: each run cut to the pieces (sorted by `from`) it meets. */
+function appendGuestRanges(out: GuestDirtyRange[], pieces: readonly Piece[], runs: Iterable<{ offset: number; length: number }>): void {
+  let i = 0;
+  for (const { offset, length } of runs) {
+    const end = offset + length;
+    while (i < pieces.length && pieces[i].to <= offset) i++;
+    for (let j = i; j < pieces.length && pieces[j].from < end; j++) {
+      const p = pieces[j];
+      const from = Math.max(offset, p.from);
+      const to = Math.min(end, p.to);
+      const at = p.guest + from - p.from;
+      const last = out[out.length - 1];
+      if (last !== undefined && last.start + last.length === at) out[out.length - 1] = { start: last.start, length: last.length + to - from };
+      else out.push({ start: at as GuestAddress, length: to - from });
+    }
   }
 }
 

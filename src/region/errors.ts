@@ -8,6 +8,8 @@ export type RegionErrorCode =
   | 'ERR_REGION_OVERFLOW'
   /** A region that asks for bytes its backend does not have. */
   | 'ERR_REGION_BACKEND_RANGE'
+  /** A dirty bitmap that does not cover the whole region (writes past its end would go unmarked). */
+  | 'ERR_REGION_BITMAP_RANGE'
   /** A writable region asked for over a backend that is read-only. */
   | 'ERR_REGION_READ_ONLY_BACKEND'
   /** An option of the wrong kind. */

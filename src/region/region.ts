@@ -2,6 +2,7 @@ import { GuestAddress, MemoryRegionAddress, validateIndex } from '../address/add
 import { AddressRange } from '../address/range.js';
 import type { MemoryBackend } from '../backend/backend.js';
 import type { BackingViews } from '../backend/views.js';
+import { atomicBitmapTarget } from '../bitmap/atomic-bitmap.js';
 import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { hex } from '../errors.js';
 import { ContiguousBytes } from '../volatile/contiguous.js';
@@ -14,7 +15,10 @@ export interface RegionOptions {
   offset?: number;
   /** Its length (default: the rest of the backend). */
   length?: number;
-  /** Its dirty bitmap, covering `length` bytes (default: untracked). */
+  /**
+   * Its dirty bitmap, covering `length` bytes (default: untracked). An {@link AtomicBitmap} (or
+   * a slice of one) that covers fewer bytes is refused.
+   */
   bitmap?: Bitmap;
   /**
    * Refuse every write (`ERR_READ_ONLY`, before any byte changes), as for ROM. Default: the
@@ -41,7 +45,9 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
 
   /**
    * @throws {RegionError} `ERR_REGION_EMPTY`, `ERR_REGION_OVERFLOW`, `ERR_REGION_BACKEND_RANGE`,
-   * `ERR_REGION_READ_ONLY_BACKEND` (`readOnly: false` over a read-only backend), `ERR_INVALID_ARG`
+   * `ERR_REGION_BITMAP_RANGE` (an AtomicBitmap or slice of one that ends before the region:
+   * `length` the bytes it covers, `expected` the region's length), `ERR_REGION_READ_ONLY_BACKEND`
+   * (`readOnly: false` over a read-only backend), `ERR_INVALID_ARG`
    * @throws {AddressError} `ERR_INVALID_ADDRESS` for a malformed start, offset or length.
    */
   constructor(start: GuestAddress, backend: MemoryBackend, options: RegionOptions = {}) {
@@ -64,8 +70,10 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
         { address: start, length },
       );
     }
+    const bitmap = options.bitmap ?? NO_BITMAP;
+    checkBitmapCovers(start, bitmap, length);
     const readOnly = regionReadOnly(start, backend, options.readOnly);
-    super(backend.views(), backend.byteOffset + offset, length, options.bitmap ?? NO_BITMAP, readOnly);
+    super(backend.views(), backend.byteOffset + offset, length, bitmap, readOnly);
     this.start = start;
     this.end = (start + length) as GuestAddress;
     this.backend = backend;
@@ -123,6 +131,23 @@ export class GuestMemoryRegion extends ContiguousBytes<MemoryRegionAddress> {
 
   override toString(): string {
     return `GuestMemoryRegion(${this.range}, ${this.backend.kind}${this.readOnly ? ', read-only' : ''})`;
+  }
+}
+
+/**
+ * Throws unless `bitmap` covers `length` bytes. Only AtomicBitmaps (and their slices) say what
+ * they cover; a write past a bitmap's end would land and then fail to mark, losing the page.
+ */
+function checkBitmapCovers(start: number, bitmap: Bitmap, length: number): void {
+  const target = atomicBitmapTarget(bitmap);
+  if (target === undefined) return;
+  const covered = target.root.byteLength - target.base;
+  if (covered < length) {
+    throw new RegionError(
+      'ERR_REGION_BITMAP_RANGE',
+      `the region at ${hex(start)} has ${hex(length)} bytes but its dirty bitmap covers ${hex(covered)}`,
+      { address: start, length: covered, expected: length },
+    );
   }
 }
 

@@ -7,9 +7,10 @@
  * diff (their dirty bits are set again), but the snapshot itself is then not a consistent state.
  */
 import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
-import { MemoryRegionAddress } from '../address/address.js';
-import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
-import type { GuestMemory } from '../memory/guest-memory.js';
+import { type GuestAddress, MemoryRegionAddress } from '../address/address.js';
+import { atomicBitmapTarget } from '../bitmap/atomic-bitmap.js';
+import { NO_BITMAP } from '../bitmap/bitmap.js';
+import type { GuestDirtyRange, GuestMemory } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { SnapshotError } from './errors.js';
 import { ioError, layoutPath, regionsOf, type SnapshotLayout, writeLayout } from './layout.js';
@@ -53,28 +54,46 @@ export function writeFullSnapshot(mem: GuestMemory, path: string, options: Write
  * fails they are put back and `path` is left without a layout file, as for a full snapshot.
  *
  * @returns The layout written.
- * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an
- * {@link AtomicBitmap} (its changes would be missed; checked before anything is taken or
+ * Memory whose regions mark slices of one bitmap (a `MemoryManager`'s) is taken as
+ * `GuestMemory.harvestDirty` does: a page that shows at several guest addresses is written once,
+ * at the lowest.
+ *
+ * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an `AtomicBitmap`
+ * or a slice of one (its changes would be missed; checked before anything is taken or
  * written), `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG`.
  */
 export function writeDiffSnapshot(mem: GuestMemory, path: string, options: WriteSnapshotOptions = {}): SnapshotLayout {
   const onProgress = validateOptions(options);
   for (const r of mem.regions()) {
-    if (!(r.bitmap instanceof AtomicBitmap)) {
+    if (atomicBitmapTarget(r.bitmap) === undefined) {
       throw new SnapshotError('ERR_SNAPSHOT_UNTRACKED', `region ${r.range} tracks no dirty pages: a diff snapshot would miss its changes`, {
         address: r.start,
         length: r.length,
       });
     }
   }
-  const dirtyRuns = (taken: Taken) => taken.flatMap(([r, bits]) => [...bits.dirtyRanges()].map(({ offset, length }) => [r, offset, length] as Run));
-  return writeSnapshot(mem, path, 'diff', dirtyRuns, onProgress);
+  return writeSnapshot(mem, path, 'diff', (taken) => regionRuns(mem, taken), onProgress);
 }
 
-/** Dirty pages taken from each tracked region. */
-type Taken = [GuestMemoryRegion, AtomicBitmap][];
+/** Dirty guest ranges taken from the tracked regions. */
+type Taken = GuestDirtyRange[];
 /** Bytes to write: a region, an offset in it and a length. */
 type Run = [GuestMemoryRegion, number, number];
+
+/** The guest ranges (all memory) as region runs, in order. */
+function regionRuns(mem: GuestMemory, ranges: Taken): Run[] {
+  const runs: Run[] = [];
+  for (const { start, length } of ranges) {
+    for (let done = 0; done < length; ) {
+      const r = mem.findRegion((start + done) as GuestAddress) as GuestMemoryRegion;
+      const at = start + done - r.start;
+      const n = Math.min(length - done, r.length - at);
+      runs.push([r, at, n]);
+      done += n;
+    }
+  }
+  return runs;
+}
 
 /**
  * The common part: open the file, take the dirty pages, write the runs `choose` picks (region,
@@ -98,8 +117,9 @@ function writeSnapshot(
   } catch (err) {
     throw ioError(err, `opening ${path}`);
   }
-  const taken: Taken = [];
-  for (const r of mem.regions()) if (r.bitmap instanceof AtomicBitmap) taken.push([r, r.bitmap.harvest()]);
+  // Memory with a bitmap that cannot be harvested gets no diff after a full snapshot: take nothing.
+  const harvestable = mem.regions().every((r) => r.bitmap === NO_BITMAP || atomicBitmapTarget(r.bitmap) !== undefined);
+  const taken: Taken = harvestable ? mem.harvestDirty() : [];
   try {
     const runs = choose(taken);
     // A full snapshot's progress is how far into the file it got; a diff's, the bytes it wrote.
@@ -125,7 +145,7 @@ function writeSnapshot(
     return layout;
   } catch (err) {
     // Put the taken pages back: the next snapshot or harvest must still see them.
-    for (const [r, bits] of taken) for (const { offset, length } of bits.dirtyRanges()) r.bitmap.markDirty(offset, length);
+    for (const [r, at, n] of regionRuns(mem, taken)) r.bitmap.markDirty(at, n);
     throw err instanceof SnapshotError ? err : ioError(err, `writing ${path}`);
   } finally {
     closeSync(fd);

@@ -8,6 +8,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import { pagesOf } from '../test-support/bitmap.js';
 import { decodeBlkConfig, encodeBlkConfig, SECTOR_SIZE, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_RO, VirtioBlkConfigLayout } from './blk-config.js';
 import { type BlockDisk, FdDisk } from './blk-disk.js';
 import {
@@ -25,10 +27,11 @@ import {
   VirtioBlk,
   type VirtioBlkOptions,
 } from './blk.js';
-import type { DescriptorChain } from './chain.js';
+import { type DescriptorChain, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from './chain.js';
 import type { PostedChain, VirtqueueDriver } from './driver.js';
 import { VIRTIO_F_VERSION_1 } from './queue.js';
-import { setup, virtioError } from './test-support/setup.js';
+import type { IoVecBufferMut } from './iovec.js';
+import { G, setup, trackedMemory, virtioError } from './test-support/setup.js';
 import type { VirtioErrorCode } from './errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'guestmem-blk-'));
@@ -265,4 +268,46 @@ describe('virtio-blk requests', () => {
     assert.equal(d.q.needsNotification(), true);
     assert.equal(d.blk.processQueue(d.q), 0);
   });
+});
+
+describe('virtio-blk dirty pages', () => {
+  /**
+   * A disk whose read writes the guest buffer through the views, as a readv does, after a
+   * harvest took the pages (a migration's harvest running while the disk reads); with `fail`, it
+   * then throws, having written part of the data.
+   */
+  function slowDisk(mem: GuestMemory, fail = false): BlockDisk {
+    return {
+      size: SECTORS * SECTOR_SIZE,
+      readOnly: true,
+      read(dst: IoVecBufferMut, offset: number, length: number) {
+        mem.harvestDirty();
+        dst.views()[0].fill(0xab, offset, offset + (fail ? length / 2 : length));
+        if (fail) throw new Error('EIO after half the data');
+      },
+      write: () => {},
+      flush: () => {},
+      discard: () => {},
+      writeZeroes: () => {},
+    };
+  }
+
+  for (const fail of [false, true]) {
+    test(`an IN request marks its data again when it completes${fail ? ' (also when the disk fails midway)' : ''}`, () => {
+      const { mem, bitmaps } = trackedMemory();
+      const { drv, q } = setup(16, { mem, dataBase: 0x10000, dataSize: 0x10000 });
+      const blk = new VirtioBlk(slowDisk(mem, fail));
+      // The data fills pages 1 and 2 of the second region; the header and status byte sit in page 3.
+      const data = G(0x11000);
+      mem.writeSlice(G(0x13000), header(VIRTIO_BLK_T_IN, 0));
+      drv.writeDescriptor(0, { addr: 0x13000, len: 16, flags: VIRTQ_DESC_F_NEXT, next: 1 });
+      drv.writeDescriptor(1, { addr: data, len: 2 * 4096, flags: VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, next: 2 });
+      drv.writeDescriptor(2, { addr: 0x13010, len: 1, flags: VIRTQ_DESC_F_WRITE, next: 0 });
+      drv.publish(0);
+      const out = blk.handle(q.pop() as DescriptorChain);
+      assert.equal(out.status, fail ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK);
+      assert.equal(mem.readU8(data), 0xab, 'the disk wrote the buffer');
+      assert.deepEqual(pagesOf(bitmaps[1]), [1, 2, 3], 'the data pages are dirty again after the harvest, with the status page');
+    });
+  }
 });

@@ -211,6 +211,10 @@ export class VirtioBlk {
           : new VirtioError('ERR_BLK_IO', `request ${chain.head}: the disk failed: ${(err as Error).message}`, { cause: err, index: chain.head });
       }
     }
+    // The disk may have written through the views (a readv), also before failing: mark the
+    // writable data again now that the transfer is over, in case a harvest took the pages
+    // while it was under way (they were marked when the buffer was built, so this adds none).
+    if (statusAt > 0) writer.markWritten(0, statusAt);
     writer.writeAt(statusAt, Uint8Array.of(status));
     return { head: chain.head, status, usedLen: written + 1, error };
   }

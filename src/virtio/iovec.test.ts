@@ -79,6 +79,17 @@ describe('IoVecBuffer', () => {
     IoVecBuffer.fromChain(q.pop() as DescriptorChain);
     assert.deepEqual(bitmaps.map(pagesOf), [[], []]);
   });
+  test('views() is a frozen copy: changing it cannot change the buffer', () => {
+    const iov = IoVecBuffer.fromChain(fourChain(false).chain);
+    const views = iov.views() as Uint8Array[];
+    assert.ok(Object.isFrozen(views));
+    assert.throws(() => views.push(new Uint8Array(100)), TypeError);
+    assert.throws(() => {
+      views[0] = new Uint8Array(100);
+    }, TypeError);
+    assert.equal(iov.readAt(0, new Uint8Array(356)), 256, 'the buffer still holds its 256 bytes');
+    assert.equal(iov.viewCount, 4);
+  });
 });
 
 describe('IoVecBufferMut', () => {
@@ -139,6 +150,75 @@ describe('IoVecBufferMut', () => {
     assert.equal(posted.writable[1].addr, 0xf000);
     assert.deepEqual(bitmaps.map(pagesOf), [[14, 15], [0, 1]]);
     assert.equal(iov.viewCount, 3, 'the second descriptor crosses into the second region');
+  });
+
+  /** A buffer over [0xe000, 0xf000) and [0xf000, 0x11800) (three views, two regions), its pages then harvested away. */
+  function harvestedBuffer() {
+    const { mem, bitmaps } = trackedMemory();
+    const { drv, q } = setup(16, { mem, dataBase: 0xe000, dataSize: 0x10000 });
+    drv.post([], [0x1000, 0x2800]);
+    const iov = IoVecBufferMut.fromChain(q.pop() as DescriptorChain);
+    // A harvest between building and writing, as a migration's may come while a disk reads.
+    assert.ok(mem.harvestDirty().some((r) => r.start === 0xe000 && r.length === 0x4000));
+    assert.deepEqual(bitmaps.map(pagesOf), [[], []]);
+    return { mem, bitmaps, iov };
+  }
+
+  test('writeAt and writeAllAt mark what they wrote again, after it landed', () => {
+    const { mem, bitmaps, iov } = harvestedBuffer();
+    iov.writeAt(0x0ff0, bytes(0x20)); // guest 0xeff0..0xf010: pages 14 and 15
+    assert.deepEqual(bitmaps.map(pagesOf), [[14, 15], []]);
+    mem.harvestDirty();
+    iov.writeAllAt(0x2100, bytes(8)); // guest 0x10100: page 0 of the second region
+    assert.deepEqual(bitmaps.map(pagesOf), [[], [0]]);
+  });
+
+  test('markWritten marks what was written through the views, across views and regions', () => {
+    const { bitmaps, iov } = harvestedBuffer();
+    const views = iov.views();
+    views[1].fill(7, 0x0ff0); // guest 0xfff0..0x10000
+    views[2].fill(7, 0, 0x20); // guest 0x10000..0x10020
+    assert.deepEqual(bitmaps.map(pagesOf), [[], []], 'writes through views are unseen');
+    iov.markWritten(0x1ff0, 0x30);
+    assert.deepEqual(bitmaps.map(pagesOf), [[15], [0]]);
+    iov.markWritten(0x3800, 0); // an empty range at the end: nothing
+    assert.deepEqual(bitmaps.map(pagesOf), [[15], [0]]);
+  });
+
+  test('markWritten refuses a range past the end of the buffer, marking nothing', () => {
+    const { bitmaps, iov } = harvestedBuffer();
+    assert.throws(() => iov.markWritten(0x3000, 0x801), virtioError('ERR_IOVEC_OUT_OF_BOUNDS', { address: 0x3000, length: 0x3800 }));
+    assert.throws(() => iov.markWritten(0x3801, 0), virtioError('ERR_IOVEC_OUT_OF_BOUNDS'));
+    assert.throws(() => iov.markWritten(-1, 1), { code: 'ERR_INVALID_ADDRESS' });
+    assert.throws(() => iov.markWritten(0, 0.5), { code: 'ERR_INVALID_ADDRESS' });
+    assert.deepEqual(bitmaps.map(pagesOf), [[], []]);
+  });
+
+  test('readFromFd marks the bytes it read again, after they landed', () => {
+    const { bitmaps, iov } = harvestedBuffer();
+    const path = join(dir, 'in-dirty');
+    writeFileSync(path, bytes(0x100));
+    const fd = openSync(path, 'r');
+    try {
+      assert.equal(iov.readFromFd(fd, 0x2000 - 0x80, 0x100, 0), 0x100); // guest 0xff80..0x10080
+    } finally {
+      closeSync(fd);
+    }
+    assert.deepEqual(bitmaps.map(pagesOf), [[15], [0]]);
+  });
+
+  test('views() is a frozen copy: changing it cannot change the buffer', () => {
+    const { drv, q } = setup();
+    drv.post([], [16]);
+    const iov = IoVecBufferMut.fromChain(q.pop() as DescriptorChain);
+    const views = iov.views() as Uint8Array[];
+    assert.ok(Object.isFrozen(views));
+    assert.throws(() => views.push(new Uint8Array(100)), TypeError);
+    const copy = [...views, new Uint8Array(100)];
+    assert.equal(copy.length, 2);
+    assert.notEqual(iov.views(), views, 'each call makes its own copy');
+    assert.equal(iov.readAt(0, new Uint8Array(116)), 16, 'the buffer still holds 16 bytes');
+    assert.equal(iov.viewCount, 1);
   });
 
   test('the multi-chain ring: drop from front and back, views follow', () => {

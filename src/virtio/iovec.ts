@@ -4,6 +4,7 @@
  * views straight into guest memory, so copies and fd I/O (readv/writev) touch no other buffer.
  */
 import { type MemoryRegionAddress, validateIndex } from '../address/address.js';
+import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { validateBuffer } from '../bytes/access.js';
 import { type FilePosition, transfer, validateFd, validatePosition } from '../bytes/fd-io.js';
 import { VolatileMemoryError } from '../bytes/errors.js';
@@ -87,9 +88,12 @@ export class IoVecBuffer {
     return this.#views.length;
   }
 
-  /** The views, in order: what a writev would take. Do not write through them. */
+  /**
+   * The views, in order: what a writev would take. Do not write through them. The array is a
+   * frozen copy: changing it cannot change the buffer.
+   */
   views(): readonly Uint8Array[] {
-    return this.#views;
+    return Object.freeze([...this.#views]);
   }
 
   /**
@@ -131,14 +135,24 @@ export class IoVecBuffer {
  * Device-writable buffers: one chain's, or several chains appended one after another (a ring
  * bounded by `capacity` views, as a network device that fills many receive chains needs).
  *
- * The guest pages behind a chain are marked dirty when it is appended, before any view of them
- * exists, since writes through the views cannot be seen. Appending checks the whole chain first:
- * a broken descriptor anywhere leaves the buffer (and the dirty bitmap) as it was.
+ * **Dirty pages.** The guest pages behind a chain are marked dirty when it is appended, before
+ * any view of them exists, and marked again after the bytes land: a harvest that runs between
+ * the two (a disk's readv can take milliseconds) takes the first mark and copies the old page,
+ * and only the second one makes the next harvest see the new bytes. {@link IoVecBufferMut.writeAt},
+ * {@link IoVecBufferMut.writeAllAt} and {@link IoVecBufferMut.readFromFd} mark what they wrote
+ * themselves; whoever writes through {@link IoVecBufferMut.views} (a readv of its own, an
+ * asynchronous disk) calls {@link IoVecBufferMut.markWritten} once the bytes are there, as
+ * virtio-blk does when a request completes.
+ *
+ * Appending checks the whole chain first: a broken descriptor anywhere leaves the buffer (and
+ * the dirty bitmap) as it was.
  */
 export class IoVecBufferMut {
   /** The most views the buffer holds. */
   readonly capacity: number;
   #views: Uint8Array[] = [];
+  /** The dirty bitmap behind each view, offsets from the view's first byte. */
+  #bitmaps: Bitmap[] = [];
   /** Index of the first live view in `#views` (dropped chains leave a prefix behind). */
   #start = 0;
   #chains: ParsedChain[] = [];
@@ -167,7 +181,12 @@ export class IoVecBufferMut {
     let length = 0;
     for (const p of parts) length = checkTotal(length + p.length);
     const b = new IoVecBufferMut(parts.length);
-    b.#push(-1, parts, length);
+    b.#push(
+      -1,
+      parts,
+      parts.map(() => NO_BITMAP),
+      length,
+    );
     return b;
   }
 
@@ -195,9 +214,52 @@ export class IoVecBufferMut {
     return this.#chains.length;
   }
 
-  /** The views, in order: what a readv would take. */
+  /**
+   * The views, in order: what a readv would take (a frozen copy: changing it cannot change the
+   * buffer). Writes through them go unseen: call {@link markWritten} when they are done.
+   */
   views(): readonly Uint8Array[] {
-    return this.#start === 0 ? this.#views : this.#views.slice(this.#start);
+    return Object.freeze(this.#views.slice(this.#start));
+  }
+
+  /**
+   * Records that bytes `[offset, offset + length)` of the buffer were written through its views
+   * (by a readv of the caller's, a device's DMA model, ...): marks their guest pages dirty now,
+   * after the write, so that a harvest that ran while the write was under way does not keep the
+   * old page. Call it when the write completes, before the chain is returned to the guest.
+   *
+   * @throws {VirtioError} `ERR_IOVEC_OUT_OF_BOUNDS` when the range passes the end of the buffer
+   *   (nothing is marked).
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for an offset or length that is not a
+   *   non-negative safe integer.
+   */
+  markWritten(offset: number, length: number): void {
+    validateIndex(offset, 'offset');
+    validateIndex(length, 'length');
+    if (offset + length > this.#length) {
+      throw new VirtioError('ERR_IOVEC_OUT_OF_BOUNDS', `bytes [${offset}, ${offset + length}) pass the end of the buffer of ${this.#length} bytes`, {
+        address: offset,
+        length: this.#length,
+      });
+    }
+    this.#mark(offset, length);
+  }
+
+  /** Marks the guest pages behind bytes `[offset, offset + length)` (in range) dirty. */
+  #mark(offset: number, length: number): void {
+    let skip = offset;
+    let left = length;
+    for (let i = this.#start; i < this.#views.length && left > 0; i++) {
+      const n = this.#views[i].length;
+      if (skip >= n) {
+        skip -= n;
+        continue;
+      }
+      const m = Math.min(n - skip, left);
+      this.#bitmaps[i].markDirty(skip, m);
+      left -= m;
+      skip = 0;
+    }
   }
 
   /**
@@ -231,11 +293,17 @@ export class IoVecBufferMut {
     }
     const views = new Array<Uint8Array>(slices.length);
     for (let i = 0; i < slices.length; i++) views[i] = slices[i].view('write');
-    return this.#push(head, views, length);
+    return this.#push(
+      head,
+      views,
+      slices.map((s) => s.bitmap),
+      length,
+    );
   }
 
-  #push(head: number, views: readonly Uint8Array[], length: number): ParsedChain {
+  #push(head: number, views: readonly Uint8Array[], bitmaps: readonly Bitmap[], length: number): ParsedChain {
     for (const v of views) this.#views.push(v);
+    for (const b of bitmaps) this.#bitmaps.push(b);
     const parsed: ParsedChain = { head, length, viewCount: views.length };
     this.#chains.push(parsed);
     this.#length += length;
@@ -251,6 +319,7 @@ export class IoVecBufferMut {
     // Compact once the dead prefix is as long as the live part: amortised O(1) per view.
     if (this.#start >= this.#views.length - this.#start) {
       this.#views = this.#views.slice(this.#start);
+      this.#bitmaps = this.#bitmaps.slice(this.#start);
       this.#start = 0;
     }
     return c;
@@ -261,6 +330,7 @@ export class IoVecBufferMut {
     const c = this.#chains.pop();
     if (c === undefined) return undefined;
     this.#views.length -= c.viewCount;
+    this.#bitmaps.length -= c.viewCount;
     this.#length -= c.length;
     return c;
   }
@@ -268,6 +338,7 @@ export class IoVecBufferMut {
   /** Drops every chain. */
   clear(): void {
     this.#views = [];
+    this.#bitmaps = [];
     this.#start = 0;
     this.#chains = [];
     this.#length = 0;
@@ -275,12 +346,14 @@ export class IoVecBufferMut {
 
   /**
    * Copies up to `buf.length` bytes of `buf` into the buffer at `offset`; returns how many (0 at
-   * or past the end).
+   * or past the end). The bytes copied are marked dirty after they land.
    */
   writeAt(offset: number, buf: Uint8Array): number {
     validateIndex(offset, 'offset');
     validateBuffer(buf);
-    return copy(this.#views, this.#start, offset, buf, true);
+    const n = copy(this.#views, this.#start, offset, buf, true);
+    this.#mark(offset, n);
+    return n;
   }
 
   /**
@@ -309,13 +382,15 @@ export class IoVecBufferMut {
   /**
    * Reads up to `length` bytes from `fd` into the buffer at `offset` with one readv over the guest
    * views (at most {@link IOV_MAX}), retried on EINTR. Returns the bytes read: fewer than asked
-   * is a partial transfer (0: end of file).
+   * is a partial transfer (0: end of file). The bytes read are marked dirty after they land.
    *
    * @param position - File offset, or `null` for the fd's current position.
    * @throws {VirtioError} `ERR_IOVEC_IO` with the system error as `cause`.
    */
   readFromFd(fd: number, offset: number, length: number, position: FilePosition = null): number {
-    return fdTransfer(this.#views, this.#start, fd, offset, length, position, true);
+    const n = fdTransfer(this.#views, this.#start, fd, offset, length, position, true);
+    this.#mark(offset, n);
+    return n;
   }
 }
 

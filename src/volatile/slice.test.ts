@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { u16le, u32le, u64le } from '../bytes/values.js';
+import { pagesOf } from '../test-support/bitmap.js';
 import { VolatileSlice } from './slice.js';
 
 const seq = (n: number, from = 0) => Uint8Array.from({ length: n }, (_, i) => (from + i) & 0xff);
@@ -113,4 +115,30 @@ test('a slice whose buffer was detached throws ERR_DETACHED instead of reading n
   assert.throws(() => s.readU32LE(0), { code: 'ERR_DETACHED' });
   assert.throws(() => s.writeU8(0, 1), { code: 'ERR_DETACHED' });
   assert.throws(() => s.read(0, new Uint8Array(4)), { code: 'ERR_DETACHED' });
+});
+
+test('markWritten marks what was written through a write view, after the write', () => {
+  const bitmap = new AtomicBitmap(4 * 4096);
+  const s = new VolatileSlice(new Uint8Array(4 * 4096), bitmap).subslice(4096, 2 * 4096);
+  const v = s.view('write');
+  assert.deepEqual(pagesOf(bitmap), [1, 2], 'marked before the view is handed out');
+  bitmap.harvest(); // a harvest while the view is being written: it takes the marks
+  v.fill(1, 4200, 4400); // bitmap bytes 8296..8496: page 2
+  assert.deepEqual(pagesOf(bitmap), [], 'writes through the view are unseen');
+  s.markWritten(4200, 200);
+  assert.deepEqual(pagesOf(bitmap), [2]);
+  bitmap.harvest();
+  s.markWritten(); // default: the whole slice
+  assert.deepEqual(pagesOf(bitmap), [1, 2]);
+});
+
+test('markWritten refuses a range outside the slice, marking nothing', () => {
+  const bitmap = new AtomicBitmap(4096);
+  const s = new VolatileSlice(new Uint8Array(4096), bitmap).subslice(0, 64);
+  assert.throws(() => s.markWritten(60, 8), { name: 'VolatileMemoryError', code: 'ERR_OUT_OF_BOUNDS', address: 60, length: 8 });
+  assert.throws(() => s.markWritten(65), { code: 'ERR_INVALID_ADDRESS' }, 'the default length is negative past the end');
+  assert.throws(() => s.markWritten(-1, 1), { code: 'ERR_INVALID_ADDRESS' });
+  assert.equal(bitmap.count(), 0);
+  s.markWritten(64, 0);
+  assert.equal(bitmap.count(), 0, 'an empty range marks nothing');
 });

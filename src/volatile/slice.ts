@@ -117,6 +117,8 @@ export class VolatileSlice extends ContiguousBytes<number> {
    *
    * With `'write'` the whole slice is marked dirty before the view is handed out (its writes can
    * no longer be seen); with `'read'` nothing is marked, so writing through it goes untracked.
+   * After writing through a `'write'` view, call {@link VolatileSlice.markWritten}: a harvest
+   * that ran between this mark and the write took the bit and copied the old page.
    * The view dies with its buffer: after a WebAssembly memory grows, take a new one.
    *
    * @throws {VolatileMemoryError} `ERR_READ_ONLY` for `'write'` on a read-only slice.
@@ -129,6 +131,25 @@ export class VolatileSlice extends ContiguousBytes<number> {
     this._refresh();
     if (mode === 'write') this.bitmap.markDirty(0, this.length);
     return this.v.u8.subarray(this.base, this.base + this.length);
+  }
+
+  /**
+   * Records that `[offset, offset + length)` of this slice was written through a raw view
+   * ({@link VolatileSlice.view}, a readv into it, another worker's copy): marks those pages dirty
+   * now, after the write. Every other write path of the slice marks by itself.
+   *
+   * @param offset - Default 0.
+   * @param length - Default: the rest of the slice.
+   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS` when the range leaves the slice,
+   *   `ERR_READ_ONLY` on a read-only slice (nothing can have been written); nothing is marked.
+   * @throws {AddressError} `ERR_INVALID_ADDRESS` for a bad offset or length.
+   */
+  markWritten(offset = 0, length: number = this.length - offset): void {
+    validateIndex(offset, 'offset');
+    validateIndex(length, 'length');
+    if (offset + length > this.length) throw this._outOfBounds(offset, length);
+    if (this.readOnly && length > 0) throw this._readOnly(offset, length);
+    this.bitmap.markDirty(offset, length);
   }
 
   /**
