@@ -57,6 +57,7 @@ export class Channel {
   async write(...chunks: Uint8Array[]): Promise<void> {
     let full = false;
     for (const c of chunks) {
+      if (this.#stream.destroyed) this.fail(new MigrateError('ERR_MIGRATE_CLOSED', 'the migration stream was destroyed before the migration completed'));
       if (this.#failure !== undefined) throw this.#failure;
       full = !this.#stream.write(c);
     }

@@ -165,7 +165,8 @@ export class FrameReader {
         if (this.#length === 0) this.#end();
         continue;
       }
-      const left = this.#length - this.#at;
+      // The buffered part ends where a PAGES frame's data begins.
+      const left = (this.#payload === undefined ? this.#length : this.#payload.length) - this.#at;
       const n = Math.min(left, chunk.length - i);
       if (this.#payload !== undefined) {
         chunk.copy(this.#payload, this.#at, i, i + n);
