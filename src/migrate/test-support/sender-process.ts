@@ -1,5 +1,5 @@
 /**
- * The source side of the two-process migration tests: a child process that builds 2 x 4 MiB of
+ * The source side of the two-process migration tests: a child process that builds 2 x 16 MiB of
  * shared guest memory (two adjacent regions), starts the dirty-writer workers of the virtio stress test (typed/bulk
  * writes, virtio-blk IN requests through IoVecBufferMut, raw slice views), and migrates the
  * memory to 127.0.0.1:`port` while they write. Its pause callback stops the writers. Then it
@@ -36,7 +36,7 @@ export type SenderReport =
   | { ok: false; code: string; message: string };
 
 const PAGE = 4096;
-const REGION = 4 << 20;
+const REGION = 16 << 20;
 const RING_PAGES = 4;
 const PATHS: WritePath[] = ['bytes', 'blk', 'view'];
 const plan = JSON.parse(process.argv[2]) as SenderPlan;
