@@ -65,6 +65,11 @@ case "$workload" in
     echo "GUESTMEM: migrate reading"
     while [ "$(ctl)" != stop ]; do sleep 0.05; done
     kill -STOP $pids
+    # A reader stops once its read completes: wait for that, so that the last DMA of every buffer
+    # happens before the switchover (a read the throttle still held would complete on the destination).
+    for p in $pids; do
+      while read -r _ _ state _ < /proc/$p/stat && [ "$state" != T ]; do sleep 0.02; done
+    done
     echo "GUESTMEM: migrate stopped"
     while [ "$(ctl)" != verify ]; do sleep 0.05; done
     k=0

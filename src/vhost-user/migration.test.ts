@@ -16,6 +16,7 @@ import {
   bufferReports,
   command,
   dirtySyncs,
+  remaining,
   fillImage,
   pagesLogged,
   Qmp,
@@ -33,10 +34,12 @@ interface Outcome {
   readonly seconds: number;
   readonly downtimeMs: number;
   readonly dirtySyncs: number;
+  readonly syncsAtStop: number;
   readonly pagesLogged: number | undefined;
   readonly buffers: number;
   readonly pages: number;
   readonly stale: number;
+  readonly stalePerReader: number[];
 }
 
 /** Boots the guest on the source, migrates it while its readers run, and checks its buffers on the destination. */
@@ -67,7 +70,8 @@ async function migrate(name: string, discardLog: boolean): Promise<Outcome> {
     await q.run('migrate-set-parameters', { 'max-bandwidth': 16 << 20, 'downtime-limit': 1 });
     const t0 = performance.now();
     await q.run('migrate', { uri: `unix:${path('migration')}` });
-    await waitMigration(q, (info) => dirtySyncs(info) >= 4, 60_000);
+    // Past the bulk stage (every page sent once: little left) and through a few dirty syncs.
+    const going = await waitMigration(q, (info) => dirtySyncs(info) >= 4 && remaining(info) < 8 << 20, 60_000);
     command(image, 'stop');
     await src.waitFor('migrate stopped', 30_000);
     await q.run('migrate-set-parameters', { 'max-bandwidth': 1 << 30, 'downtime-limit': 2000 });
@@ -80,15 +84,18 @@ async function migrate(name: string, discardLog: boolean): Promise<Outcome> {
     await src.kill();
     await backends[0].stop();
     const reports = bufferReports(dst.console());
+    const img = readFileSync(image);
     assert.equal(reports.length, 8, `the destination guest reported each reader's buffer:\n${dst.console().slice(-3000)}`);
     return {
       seconds,
       downtimeMs: Number(info.downtime),
       dirtySyncs: dirtySyncs(info),
+      syncsAtStop: dirtySyncs(going),
       pagesLogged: pagesLogged(backends[0]),
       buffers: reports.length,
       pages: reports.reduce((n, r) => n + r.pages.length, 0),
-      stale: stalePages(reports, readFileSync(image)),
+      stale: stalePages(reports, img),
+      stalePerReader: reports.map((r) => stalePages([r], img)),
     };
   } finally {
     for (const qmp of qmps) qmp.close();
@@ -98,8 +105,9 @@ async function migrate(name: string, discardLog: boolean): Promise<Outcome> {
 }
 
 const report = (what: string, o: Outcome) =>
-  `${what}: ${o.seconds.toFixed(1)} s, downtime ${o.downtimeMs} ms, ${o.dirtySyncs} dirty syncs, ` +
-  `${o.pagesLogged} pages logged by the source back-end, ${o.stale} of ${o.pages} buffer pages stale on the destination`;
+  `${what}: ${o.seconds.toFixed(1)} s, downtime ${o.downtimeMs} ms, ${o.dirtySyncs} dirty syncs (${o.syncsAtStop} when the reads stopped), ` +
+  `${o.pagesLogged} pages logged by the source back-end, ${o.stale} of ${o.pages} buffer pages stale on the destination` +
+  ` (per reader: ${o.stalePerReader.join(' ')})`;
 
 describe('live migration of a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
   test('the destination guest holds exactly what the device last wrote into its buffers', async (t) => {

@@ -208,3 +208,8 @@ export async function waitMigration(
 export function dirtySyncs(info: Record<string, unknown>): number {
   return Number((info.ram as Record<string, unknown> | undefined)?.['dirty-sync-count'] ?? 0);
 }
+
+/** `ram.remaining` (bytes still to send) of a `query-migrate` answer. */
+export function remaining(info: Record<string, unknown>): number {
+  return Number((info.ram as Record<string, unknown> | undefined)?.remaining ?? Number.POSITIVE_INFINITY);
+}
