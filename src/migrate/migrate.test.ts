@@ -124,6 +124,32 @@ function codeOf(r: PromiseSettledResult<unknown>): string | undefined {
   return r.status === 'rejected' ? (r.reason as MigrateError).code : undefined;
 }
 
+describe('migration in one process', () => {
+  test('regions of any whole-page size, adjacent or apart, data and zero pages: the receiver ends equal', async () => {
+    const layout: [number, number][] = [
+      [0, 0x3000],
+      [0x3000, 0x11000],
+      [0x100000000, 0x21000],
+    ];
+    const src = memory(...layout);
+    for (let a = 0; a < 0x14000; a += 0x1800) src.writeU32LE(G(a), a + 1);
+    src.writeU32LE(G(0x100020ffc), 0xfeedface);
+    const dst = memory(...layout);
+    dst.fill(G(0x1000), 0x1000, 0xee); // a page the sender sends as zeros
+    const { sent, got, receiver } = await inProcess(src, dst);
+    assert.equal(sent.status, 'fulfilled');
+    assert.equal(got.status, 'fulfilled');
+    assert.equal(receiver.state, 'complete');
+    for (const [start, length] of layout) {
+      const a = new Uint8Array(length);
+      const b = new Uint8Array(length);
+      src.readSlice(G(start), a);
+      dst.readSlice(G(start), b);
+      assert.deepEqual(b, a, `region at ${start}`);
+    }
+  });
+});
+
 describe('migration refusals', () => {
   const filled = (mem: GuestMemory, byte: number) => {
     for (const r of mem.regions()) mem.fill(G(r.start), r.length, byte);

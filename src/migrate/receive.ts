@@ -5,7 +5,7 @@ import type { GuestMemory } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { Channel } from './channel.js';
 import { MigrateError } from './errors.js';
-import { checksum, layoutOf, showLayout, type WireRegion } from './layout.js';
+import { ChunkHashes, layoutOf, showLayout, type WireRegion } from './layout.js';
 import {
   DONE_SIZE,
   FrameType,
@@ -17,7 +17,7 @@ import {
   RANGE_SIZE,
   readU64,
   Status,
-  VERSION,
+  WIRE_VERSION,
 } from './wire.js';
 
 /** Where a {@link MigrationReceiver} stands. */
@@ -49,7 +49,9 @@ export interface ReceiveOptions {
 
 /** What a completed migration brought. */
 export interface ReceiveResult {
+  /** Rounds received: the first pass, the dirty rounds and the final round. */
   readonly rounds: number;
+  /** Pages received in all rounds, zero markers included. */
   readonly pagesReceived: number;
 }
 
@@ -72,9 +74,10 @@ export class MigrationReceiver {
   #round = 0;
   #roundPages = 0;
   #pages = 0;
-  /** The PAGES frame whose data is arriving: its guest address and region. */
+  /** The guest address of the PAGES frame whose data is arriving. */
   #target = 0;
-  #region: GuestMemoryRegion | undefined;
+  /** What the checksum needs hashed again. */
+  readonly #hashes: ChunkHashes;
   #settle!: { resolve: (r: ReceiveResult) => void; reject: (e: MigrateError) => void };
   /** Settles when the migration completes (or fails, with a {@link MigrateError}). */
   readonly done: Promise<ReceiveResult>;
@@ -83,6 +86,7 @@ export class MigrationReceiver {
   constructor(memory: GuestMemory, stream: Duplex, options: ReceiveOptions = {}) {
     this.#memory = memory;
     this.#layout = layoutOf(memory);
+    this.#hashes = new ChunkHashes(memory);
     this.#onProgress = options.onProgress;
     this.done = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
     this.#channel = new Channel(
@@ -126,6 +130,8 @@ export class MigrationReceiver {
         const pages = p.readUInt32LE(4);
         if (round !== this.#round) throw protocolError(`round ${round} ended during round ${this.#round}`);
         if (pages !== this.#roundPages) throw protocolError(`round ${round} says ${pages} pages, ${this.#roundPages} arrived`);
+        // Hash what this round wrote now, while the guest still runs on the source.
+        this.#hashes.refresh();
         this.#onProgress?.({ round, pagesReceived: this.#pages });
         this.#round++;
         this.#roundPages = 0;
@@ -136,7 +142,7 @@ export class MigrationReceiver {
         if (p.readUInt32LE(0) !== this.#round || p.readUInt32LE(4) !== 0 || this.#roundPages !== 0) {
           throw protocolError(`DONE after ${p.readUInt32LE(0)} rounds, where ${this.#round} rounds ended`);
         }
-        if (!checksum(this.#memory).equals(p.subarray(8))) {
+        if (!this.#hashes.checksum().equals(p.subarray(8))) {
           throw new MigrateError('ERR_MIGRATE_CHECKSUM', "the memory received does not match the sender's checksum: the stream was corrupted");
         }
         this.#state = 'complete';
@@ -153,7 +159,7 @@ export class MigrationReceiver {
   #hello(p: Buffer): void {
     if (p.length < 20 || p.toString('latin1', 0, 8) !== HELLO_MAGIC) throw protocolError('the stream does not start with a guestmem migration HELLO');
     const version = p.readUInt32LE(8);
-    if (version !== VERSION) throw protocolError(`wire format version ${version}; this receiver reads version ${VERSION}`);
+    if (version !== WIRE_VERSION) throw protocolError(`wire format version ${version}; this receiver reads version ${WIRE_VERSION}`);
     if (p.readUInt32LE(12) !== PAGE_SIZE) throw protocolError(`page size ${p.readUInt32LE(12)}; the format's is ${PAGE_SIZE}`);
     const count = p.readUInt32LE(16);
     if (count === 0 || count > MAX_REGIONS || p.length !== 20 + 16 * count) throw protocolError(`a HELLO of ${p.length} bytes for ${count} regions`);
@@ -178,7 +184,7 @@ export class MigrationReceiver {
   }
 
   /** The checked range of a PAGES or ZERO frame's fixed part: page-aligned, inside one region, of this round. */
-  #range(p: Buffer): { gpa: number; length: number; region: GuestMemoryRegion } {
+  #range(p: Buffer): { gpa: number; length: number } {
     const gpa = readU64(p, 0, 'a page address');
     const pages = p.readUInt32LE(8);
     const round = p.readUInt32LE(12);
@@ -191,16 +197,15 @@ export class MigrationReceiver {
     }
     this.#pages += pages;
     this.#roundPages += pages;
-    return { gpa, length, region };
+    this.#hashes.written(region.start, gpa, length);
+    return { gpa, length };
   }
 
   #pagesStart(fixed: Buffer, dataLength: number): void {
     if (this.#state !== 'receiving') throw protocolError('pages before the layout');
     const pages = fixed.readUInt32LE(8);
     if (dataLength !== pages * PAGE_SIZE) throw protocolError(`a PAGES frame of ${pages} pages carries ${dataLength} bytes`, { length: dataLength });
-    const { gpa, region } = this.#range(fixed);
-    this.#target = gpa;
-    this.#region = region;
+    this.#target = this.#range(fixed).gpa;
   }
 }
 

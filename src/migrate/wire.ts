@@ -1,29 +1,13 @@
 /**
- * The wire format of guestmem/migrate, version 1. All integers are little-endian.
- *
- * Every frame is an 8-byte header, `magic u16 = 0x4d47 ("GM")`, `type u8`, `flags u8 = 0`,
- * `length u32` (payload bytes), then the payload:
- *
- * | type | name | direction | payload |
- * | --- | --- | --- | --- |
- * | 1 | HELLO | sender → receiver | `"GMMIGRAT"`, `version u32 = 1`, `pageSize u32 = 4096`, `regions u32` (1..4096), then per region `start u64`, `length u64` |
- * | 2 | PAGES | sender → receiver | `gpa u64`, `pages u32` (1..256), `round u32`, then `pages` × 4096 bytes |
- * | 3 | ZERO | sender → receiver | `gpa u64`, `pages u32` (≥ 1), `round u32`: the pages read as zeros |
- * | 4 | ROUND | sender → receiver | `round u32`, `pages u32`: round `round` ends, having sent `pages` pages |
- * | 5 | DONE | sender → receiver | `rounds u32`, `reserved u32 = 0`, `sha256` (32 bytes) of all memory, regions in order |
- * | 6 | RESULT | receiver → sender | `status u32`: 0 accepted / complete, else a {@link Status} refusal |
- *
- * The receiver answers HELLO with RESULT (0, or LAYOUT) and DONE with RESULT (0, or CHECKSUM);
- * when it gives up on a broken stream it sends RESULT PROTOCOL before it closes. Rounds count
- * from 0 (the first pass over all memory) and each ends with ROUND; page ranges (`gpa`,
- * `pages`) lie inside one region of the layout. Every field is checked by the receiver as
- * hostile input before it writes a byte of a frame's pages.
- */
-import { MigrateError } from './errors.js';
+ * The wire format of guestmem/migrate, version 1: frames, their limits and their encoding. The
+ * format itself is documented in this module's index (the package documentation of
+ * `guestmem/migrate`).
+ */import { MigrateError } from './errors.js';
 
 export const MAGIC = 0x4d47;
 export const HELLO_MAGIC = 'GMMIGRAT';
-export const VERSION = 1;
+/** The version of the wire format this module speaks (HELLO carries it; a receiver refuses others). */
+export const WIRE_VERSION = 1;
 export const PAGE_SIZE = 4096;
 export const HEADER_SIZE = 8;
 /** Pages in one PAGES frame at most (1 MiB of data). */
@@ -191,7 +175,7 @@ export class FrameReader {
     if (h.readUInt16LE(0) !== MAGIC) throw protocolError(`a frame header without the magic 0x${MAGIC.toString(16)}: the stream is corrupt or out of step`);
     const max = maxPayload(type);
     if (max < 0) throw protocolError(`unknown frame type ${type}`);
-    if (h[3] !== 0) throw protocolError(`frame type ${type} has flags 0x${h[3].toString(16)}, which version ${VERSION} does not define`);
+    if (h[3] !== 0) throw protocolError(`frame type ${type} has flags 0x${h[3].toString(16)}, which version ${WIRE_VERSION} does not define`);
     if (length > max) throw protocolError(`a frame of type ${type} with ${length} payload bytes (at most ${max})`, { length });
     if (type === FrameType.PAGES && length < RANGE_SIZE) throw protocolError(`a PAGES frame of ${length} bytes`, { length });
     this.#type = type;
