@@ -277,6 +277,7 @@ describe('migration options and callbacks', () => {
     await assert.rejects(sendMigration(memory([0, 0x1800]), a), { code: 'ERR_MIGRATE_MEMORY' });
     const untracked = GuestMemory.fromRegions([new GuestMemoryRegion(G(0), heapBackend(0x1000), { bitmap: { markDirty() {}, dirtyAt: () => false, sliceAt() { return this; } } })]);
     await assert.rejects(sendMigration(untracked, a), { code: 'ERR_MIGRATE_MEMORY' });
+    await assert.rejects(sendMigration(GuestMemory.fromRanges([[G(0), 0x1000]]), a), { code: 'ERR_MIGRATE_MEMORY', address: 0, length: 0x1000 });
     assert.throws(() => new MigrationReceiver(memory([0x800, 0x1000]), a), { code: 'ERR_MIGRATE_MEMORY' });
   });
 

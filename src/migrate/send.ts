@@ -1,5 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { GuestAddress } from '../address/address.js';
+import { NO_BITMAP } from '../bitmap/bitmap.js';
+import { hex } from '../errors.js';
 import type { GuestDirtyRange, GuestMemory } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { Channel } from './channel.js';
@@ -86,7 +88,8 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
  * the last round measured (or `maxRounds` passed), then `pause`, the final round, and a checksum
  * of all memory that the receiver checks. Resolves once the receiver confirmed it.
  *
- * Every region must be tracked by an `AtomicBitmap` and made of whole 4 KiB pages. Writes made
+ * Every region must be tracked by an `AtomicBitmap` (a region without a bitmap is refused: its
+ * later writes could not be seen) and made of whole 4 KiB pages. Writes made
  * while a round runs are caught by the next one, whatever their path (typed writes, slices,
  * iovec buffers, fd reads; a hypervisor's log through `syncDirty`). The stream is left open.
  *
@@ -104,6 +107,14 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
     }
   }
   const regions = layoutOf(memory);
+  // A region without a bitmap would be sent once and its later writes never: refuse it.
+  const untracked = memory.regions().find((r) => r.bitmap === NO_BITMAP);
+  if (untracked !== undefined) {
+    throw new MigrateError('ERR_MIGRATE_MEMORY', `region [${hex(untracked.start)}, ${hex(untracked.start + untracked.length)}) has no dirty bitmap`, {
+      address: untracked.start,
+      length: untracked.length,
+    });
+  }
   try {
     memory.dirtyRanges();
   } catch (e) {
