@@ -34,17 +34,23 @@ export const CHECKSUM_CHUNK = 64 << 10;
 /**
  * The checksum of all memory: SHA-256 over the SHA-256 of each 64 KiB chunk, regions in address
  * order, each cut into chunks from its start (its last chunk may be shorter). Chunks are hashed
- * again only once written ({@link ChunkHashes.written}), so that a receiver hashes during the
- * rounds what it already holds, and after the pause only the chunks the final round wrote. (64
- * KiB: one-page chunks would spare the receiver more but cost the sender, who must hash all of
- * memory in the pause, 1.7 times a single hash; 64 KiB chunks cost it no more than one.)
+ * again only once written ({@link ChunkHashes.written}), so that a receiver hashes what it holds
+ * while the rounds go on ({@link ChunkHashes.refreshSome}, in idle time), and after the pause
+ * little more than what the final round wrote. (64 KiB: one-page chunks would spare the receiver
+ * more but cost the sender, who hashes all of memory in the pause, 1.7 times a single hash; 64
+ * KiB chunks cost it no more than one.)
  */
 export class ChunkHashes {
   readonly #memory: GuestMemory;
   /** The index of each region's first chunk, by region start. */
   readonly #first = new Map<number, number>();
+  /** Each chunk's guest address and length. */
+  readonly #address: Float64Array;
+  readonly #length: Uint32Array;
   readonly #digests: Buffer;
   readonly #stale: Uint8Array;
+  /** Where {@link ChunkHashes.refreshSome} looks for stale chunks first. */
+  #cursor = 0;
 
   constructor(memory: GuestMemory) {
     this.#memory = memory;
@@ -52,6 +58,14 @@ export class ChunkHashes {
     for (const r of memory.regions()) {
       this.#first.set(r.start, n);
       n += Math.ceil(r.length / CHECKSUM_CHUNK);
+    }
+    this.#address = new Float64Array(n);
+    this.#length = new Uint32Array(n);
+    for (const r of memory.regions()) {
+      for (let at = 0, i = this.#first.get(r.start) as number; at < r.length; at += CHECKSUM_CHUNK, i++) {
+        this.#address[i] = r.start + at;
+        this.#length[i] = Math.min(CHECKSUM_CHUNK, r.length - at);
+      }
     }
     this.#digests = Buffer.alloc(32 * n);
     this.#stale = new Uint8Array(n).fill(1);
@@ -63,34 +77,28 @@ export class ChunkHashes {
     const first = base + Math.floor((gpa - regionStart) / CHECKSUM_CHUNK);
     const last = base + Math.floor((gpa + length - 1 - regionStart) / CHECKSUM_CHUNK);
     this.#stale.fill(1, first, last + 1);
+    if (first < this.#cursor) this.#cursor = first;
   }
 
-  /** Hashes the chunks written since they were last hashed. */
-  refresh(): void {
-    const STEP = 1 << 20; // one view per MiB
-    for (const r of this.#memory.regions()) {
-      const base = this.#first.get(r.start) as number;
-      for (let at = 0; at < r.length; at += STEP) {
-        const i0 = base + at / CHECKSUM_CHUNK;
-        const bytes = Math.min(STEP, r.length - at);
-        const n = Math.ceil(bytes / CHECKSUM_CHUNK);
-        const next = this.#stale.indexOf(1, i0);
-        if (next < 0) return; // nothing stale from here on
-        if (next >= i0 + n) continue;
-        const view = this.#memory.getSlice(GuestAddress(r.start + at), bytes).view('read');
-        for (let c = next - i0; c < n; c++) {
-          if (this.#stale[i0 + c] === 0) continue;
-          const chunk = view.subarray(c * CHECKSUM_CHUNK, Math.min(bytes, (c + 1) * CHECKSUM_CHUNK));
-          this.#digests.set(hash('sha256', chunk, 'buffer'), 32 * (i0 + c));
-          this.#stale[i0 + c] = 0;
-        }
+  /** Hashes at most `limit` stale chunks; true when stale chunks are left. */
+  refreshSome(limit: number): boolean {
+    for (let done = 0; done < limit; done++) {
+      const i = this.#stale.indexOf(1, this.#cursor);
+      if (i < 0) {
+        this.#cursor = this.#stale.length;
+        return false;
       }
+      const view = this.#memory.getSlice(GuestAddress(this.#address[i]), this.#length[i]).view('read');
+      this.#digests.set(hash('sha256', view, 'buffer'), 32 * i);
+      this.#stale[i] = 0;
+      this.#cursor = i + 1;
     }
+    return this.#stale.indexOf(1, this.#cursor) >= 0;
   }
 
   /** The checksum of all memory as it is now. */
   checksum(): Buffer {
-    this.refresh();
+    this.refreshSome(Number.POSITIVE_INFINITY);
     return hash('sha256', this.#digests, 'buffer');
   }
 }

@@ -18,6 +18,7 @@ import { GuestMemoryRegion } from '../region/region.js';
 import { MigrateError, MigrationReceiver, type ReceiveProgress, sendMigration, type SendProgress } from './index.js';
 import { duplexPair } from './test-support/pair.js';
 import type { SenderPlan, SenderReport } from './test-support/sender-process.js';
+import { ChunkHashes } from './layout.js';
 import { FrameType, frame, rangeFixed, writeU64 } from './wire.js';
 
 const G = GuestAddress;
@@ -244,6 +245,35 @@ describe('migration refusals', () => {
     ['a second HELLO', [ok, ok], 'incomplete'],
     ['a RESULT from the sender', [ok, frame(FrameType.RESULT, 4, Buffer.alloc(4))], 'incomplete'],
   ];
+  test('a chunk the receiver hashes in idle time while a frame\'s pages are half written is hashed again once they are in', async () => {
+    // 64 chunks of 64 KiB: the receiver hashes them 16 per event-loop turn after round 0.
+    const size = 64 * 0x10000;
+    const target = 20 * 0x10000;
+    const expected = memory([0, size]);
+    expected.fill(G(target), 0x1000, 9);
+    const dst = memory([0, size]);
+    const [a, b] = duplexPair();
+    a.on('data', () => {});
+    const receiver = new MigrationReceiver(dst, b);
+    const turns = async (n: number) => {
+      for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+    };
+    a.write(hello([[0, size]]));
+    a.write(frame(FrameType.ZERO, 16, rangeFixed(0, size / PAGE, 0)));
+    a.write(round(0, size / PAGE)); // the receiver starts hashing
+    a.write(frame(FrameType.PAGES, 16 + 0x1000, rangeFixed(target, 1, 1)));
+    a.write(Buffer.alloc(0x800, 9));
+    await turns(3); // chunk 20 is hashed with half of its page written
+    a.write(Buffer.alloc(0x800, 9));
+    a.write(round(1, 1));
+    const done = Buffer.alloc(40);
+    done.writeUInt32LE(2, 0);
+    new ChunkHashes(expected).checksum().copy(done, 8);
+    a.write(frame(FrameType.DONE, 40, done));
+    await receiver.done;
+    assert.equal(receiver.state, 'complete');
+  });
+
   for (const [what, frames, state] of hostile) {
     test(`a stream with ${what} is refused with ERR_MIGRATE_PROTOCOL, nothing after it written`, async () => {
       const dst = filled(memory([0, 0x10000]), 0xaa);

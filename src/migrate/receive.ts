@@ -74,10 +74,13 @@ export class MigrationReceiver {
   #round = 0;
   #roundPages = 0;
   #pages = 0;
-  /** The guest address of the PAGES frame whose data is arriving. */
+  /** The guest address of the PAGES frame whose data is arriving, and its region's start. */
   #target = 0;
+  #targetRegion = 0;
   /** What the checksum needs hashed again. */
   readonly #hashes: ChunkHashes;
+  /** True while {@link MigrationReceiver.#hashInIdleTime} runs. */
+  #hashing = false;
   #settle!: { resolve: (r: ReceiveResult) => void; reject: (e: MigrateError) => void };
   /** Settles when the migration completes (or fails, with a {@link MigrateError}). */
   readonly done: Promise<ReceiveResult>;
@@ -94,7 +97,11 @@ export class MigrationReceiver {
       {
         frame: (type, payload) => this.#frame(type, payload),
         pagesStart: (fixed, dataLength) => this.#pagesStart(fixed, dataLength),
-        pagesData: (at, chunk) => this.#memory.writeSlice(GuestAddress(this.#target + at), chunk),
+        pagesData: (at, chunk) => {
+          this.#memory.writeSlice(GuestAddress(this.#target + at), chunk);
+          // Marked after the write: a chunk hashed in between must be hashed again.
+          this.#hashes.written(this.#targetRegion, this.#target + at, chunk.length);
+        },
       },
       (error) => {
         if (this.#state === 'receiving') this.#state = 'incomplete';
@@ -120,8 +127,9 @@ export class MigrationReceiver {
     switch (type) {
       case FrameType.ZERO: {
         if (p.length !== RANGE_SIZE) throw protocolError(`a ZERO frame of ${p.length} bytes`, { length: p.length });
-        const { gpa, length } = this.#range(p);
+        const { gpa, length, regionStart } = this.#range(p);
         this.#memory.fill(GuestAddress(gpa), length, 0);
+        this.#hashes.written(regionStart, gpa, length);
         return;
       }
       case FrameType.ROUND: {
@@ -130,8 +138,8 @@ export class MigrationReceiver {
         const pages = p.readUInt32LE(4);
         if (round !== this.#round) throw protocolError(`round ${round} ended during round ${this.#round}`);
         if (pages !== this.#roundPages) throw protocolError(`round ${round} says ${pages} pages, ${this.#roundPages} arrived`);
-        // Hash what this round wrote now, while the guest still runs on the source.
-        this.#hashes.refresh();
+        // Hash what this round wrote while the guest still runs on the source, in idle time.
+        this.#hashInIdleTime();
         this.#onProgress?.({ round, pagesReceived: this.#pages });
         this.#round++;
         this.#roundPages = 0;
@@ -183,8 +191,22 @@ export class MigrationReceiver {
     this.#channel.tryWrite(result(Status.OK));
   }
 
+  /**
+   * Hashes stale chunks 1 MiB at a time between the stream's events, so that frames keep being
+   * read (the sender is never held up) and the checksum at DONE has little left to do.
+   */
+  #hashInIdleTime(): void {
+    if (this.#hashing) return;
+    this.#hashing = true;
+    const step = () => {
+      if (this.#state === 'receiving' && this.#hashes.refreshSome(16)) setImmediate(step);
+      else this.#hashing = false;
+    };
+    setImmediate(step);
+  }
+
   /** The checked range of a PAGES or ZERO frame's fixed part: page-aligned, inside one region, of this round. */
-  #range(p: Buffer): { gpa: number; length: number } {
+  #range(p: Buffer): { gpa: number; length: number; regionStart: number } {
     const gpa = readU64(p, 0, 'a page address');
     const pages = p.readUInt32LE(8);
     const round = p.readUInt32LE(12);
@@ -197,15 +219,16 @@ export class MigrationReceiver {
     }
     this.#pages += pages;
     this.#roundPages += pages;
-    this.#hashes.written(region.start, gpa, length);
-    return { gpa, length };
+    return { gpa, length, regionStart: region.start };
   }
 
   #pagesStart(fixed: Buffer, dataLength: number): void {
     if (this.#state !== 'receiving') throw protocolError('pages before the layout');
     const pages = fixed.readUInt32LE(8);
     if (dataLength !== pages * PAGE_SIZE) throw protocolError(`a PAGES frame of ${pages} pages carries ${dataLength} bytes`, { length: dataLength });
-    this.#target = this.#range(fixed).gpa;
+    const { gpa, regionStart } = this.#range(fixed);
+    this.#target = gpa;
+    this.#targetRegion = regionStart;
   }
 }
 

@@ -165,9 +165,11 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
   /** Bytes per ms, measured over the last round. */
   let bandwidth = 0;
 
-  const send = async (...chunks: Uint8Array[]) => {
+  /** Writes a frame; `flush` sends it (and what is corked before it) at once. */
+  const send = async (flush: boolean, ...chunks: Uint8Array[]) => {
     watchRefusal();
     await channel.write(...chunks);
+    if (flush) await channel.flush();
     for (const c of chunks) bytesSent += c.length;
     if (bandwidthLimit !== undefined) {
       const ahead = (bytesSent / bandwidthLimit) * 1000 - (performance.now() - t0);
@@ -188,10 +190,10 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
         while (q < n && (bytes.compare(ZERO_PAGE, 0, PAGE_SIZE, q, q + PAGE_SIZE) === 0) === zero) q += PAGE_SIZE;
         const pages = (q - p) / PAGE_SIZE;
         if (zero) {
-          await send(frame(FrameType.ZERO, RANGE_SIZE, rangeFixed(at + p, pages, round)));
+          await send(false, frame(FrameType.ZERO, RANGE_SIZE, rangeFixed(at + p, pages, round)));
           zeroPages += pages;
         } else {
-          await send(frame(FrameType.PAGES, RANGE_SIZE + (q - p), rangeFixed(at + p, pages, round)), view.subarray(p, q));
+          await send(false, frame(FrameType.PAGES, RANGE_SIZE + (q - p), rangeFixed(at + p, pages, round)), view.subarray(p, q));
         }
         pagesSent += pages;
         roundPages += pages;
@@ -220,7 +222,7 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
     const fixed = Buffer.alloc(8);
     fixed.writeUInt32LE(round, 0);
     fixed.writeUInt32LE(roundPages, 4);
-    await send(frame(FrameType.ROUND, 8, fixed));
+    await send(true, frame(FrameType.ROUND, 8, fixed));
     const ms = Math.max(performance.now() - r0, 0.001);
     bandwidth = (bytesSent - b0) / ms;
     onProgress?.({ phase, round, pagesSent, dirtyPagesLeft: dirtyLeft(), mbPerSecond: bandwidth / 1000 });
@@ -247,7 +249,7 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
       writeU64(hello, r.start, 20 + 16 * i);
       writeU64(hello, r.length, 28 + 16 * i);
     });
-    await send(frame(FrameType.HELLO, hello.length, hello));
+    await send(true, frame(FrameType.HELLO, hello.length, hello));
     await nextResult('the layout');
 
     // Clear the bits first: whatever is written from now on is sent again.
@@ -270,7 +272,7 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
     const h0 = performance.now();
     new ChunkHashes(memory).checksum().copy(done, 8);
     const checksumMs = performance.now() - h0;
-    await send(frame(FrameType.DONE, DONE_SIZE, done));
+    await send(true, frame(FrameType.DONE, DONE_SIZE, done));
     await nextResult('the memory');
     channel.finish();
     const end = performance.now();
