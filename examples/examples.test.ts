@@ -65,9 +65,22 @@ describe('examples', () => {
     assert.match(out, /image check: sectors 16-23 as written, 18-19 zeroed, nothing else touched/);
   });
 
+  it('kvm-tiny-guest', () => {
+    const out = run('kvm-tiny-guest');
+    if (out.startsWith('No usable /dev/kvm here')) {
+      assert.match(out, /nested-KVM rig test/);
+      return;
+    }
+    assert.match(out, /slot 0: \[0x0, \+0xd000\) ram region ram\n {2}slot 1: \[0xe000, \+0x2000\) ram region ram\n/);
+    assert.match(out, /the guest printed: Hello from a KVM guest\n/);
+    assert.match(out, /the device saw: 2-byte write of 0x1234 at offset 0\n/);
+    assert.match(out, /dirty pages: .*\[0x3000, \+0x1000\)/);
+    assert.match(out, /RAM at 0x3000: 1/);
+  });
+
   it('tour (npm start) runs every example', () => {
     const out = run('tour');
-    assert.equal(out.match(/^=== \d\/5 /gm)?.length, 5);
-    assert.match(out, /Tour done: 5 examples ran/);
+    assert.equal(out.match(/^=== \d\/6 /gm)?.length, 6);
+    assert.match(out, /Tour done: 6 examples ran/);
   });
 });

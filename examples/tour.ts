@@ -10,6 +10,7 @@ const stops: [name: string, what: string][] = [
   ['shared-worker', 'guest RAM in a memfd, rebuilt in a worker that writes into it and into the same dirty bitmap'],
   ['x86-layout', 'the memory manager: an x86 address space with the legacy VGA/PAM split, as an mtree dump'],
   ['virtio-blk', 'a virtio-blk device over a disk image, driven through a split virtqueue by the test driver'],
+  ['kvm-tiny-guest', 'a tiny guest on a real KVM: memory slots from the memory manager, port I/O, MMIO, dirty pages'],
 ];
 
 for (const [i, [name, what]] of stops.entries()) {

@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "guestmem",
-      "sources": ["guestmem.c"],
+      "sources": ["guestmem.c", "kvm.c"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"],
       "defines": ["NAPI_VERSION=8"]
     }

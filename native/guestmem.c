@@ -49,8 +49,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* Every JS number up to 2^53 - 1 is an exact integer; lengths and offsets live below that. */
-#define MAX_SAFE_INTEGER 9007199254740991.0
+#include "kvm.h"
+#include "napi-util.h"
+
 /*
  * Node 20 refuses external buffers over 4 GiB, and on refusal calls the finalizer at once
  * (which would drop our reference twice): never ask it for more.
@@ -97,49 +98,6 @@ static void unref(mapping *m, bool owner) {
   }
 }
 
-/* ---- errors: a code string for checks that fail here, errno + syscall for the kernel's ---- */
-
-static napi_value fail(napi_env env, const char *code, const char *message) {
-  napi_throw_error(env, code, message);
-  return NULL;
-}
-
-static napi_value fail_errno(napi_env env, const char *syscall, int err) {
-  napi_value message, error, value;
-  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &message);
-  napi_create_error(env, NULL, message, &error);
-  napi_create_int32(env, err, &value);
-  napi_set_named_property(env, error, "errno", value);
-  napi_set_named_property(env, error, "syscall", message);
-  napi_throw(env, error);
-  return NULL;
-}
-
-#define BAD_ARG(env, what) fail(env, "ERR_INVALID_ARG_VALUE", "guestmem native: bad " what)
-
-/* ---- arguments ---- */
-
-/* An integer in [0, max], taken from a JS number exactly (no truncation, no NaN). */
-static bool get_index(napi_env env, napi_value v, double max, double *out) {
-  double d;
-  if (napi_get_value_double(env, v, &d) != napi_ok || !(d >= 0 && d <= max)) return false;
-  if (d != (double)(uint64_t)d) return false;
-  *out = d;
-  return true;
-}
-
-static bool get_fd(napi_env env, napi_value v, int *fd) {
-  double d;
-  if (!get_index(env, v, INT_MAX, &d)) return false;
-  *fd = (int)d;
-  return true;
-}
-
-static bool get_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
-  size_t argc = n;
-  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= n;
-}
-
 /* The holder behind a handle this module made, or NULL (and a pending error). */
 static holder *get_holder(napi_env env, napi_value v) {
   napi_valuetype type;
@@ -174,6 +132,8 @@ static mapping *get_range(napi_env env, napi_value *argv, double *offset, double
   }
   return m;
 }
+
+static napi_value int_value(napi_env env, int n);
 
 /* ---- handles ---- */
 
@@ -370,6 +330,28 @@ static napi_value js_mlock(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * zeroPrivate(handle, offset, length): replaces [offset, offset + length) of a private file
+ * mapping with fresh anonymous memory, so that it reads zeros (MADV_DONTNEED would bring back
+ * the file's contents). MAP_FIXED is safe here, and only here: the range lies inside a mapping
+ * this module made and still holds, so nothing else can live at those addresses.
+ */
+static napi_value js_zero_private(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  double offset, length;
+  if (!get_args(env, info, 3, argv)) return BAD_ARG(env, "arguments to zeroPrivate");
+  mapping *m = get_range(env, argv, &offset, &length);
+  if (m == NULL) return NULL;
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  if ((uint64_t)offset % page != 0 || (uint64_t)length % page != 0)
+    return BAD_ARG(env, "range: not page aligned");
+  void *at = m->addr + (size_t)offset;
+  void *p = mmap(at, (size_t)length, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (p == MAP_FAILED) return fail_errno(env, "mmap", errno);
+  return NULL;
+}
+
 /* memfdCreate(name, hugetlb) -> a close-on-exec memfd that allows sealing. */
 static napi_value js_memfd_create(napi_env env, napi_callback_info info) {
   napi_value argv[2], result;
@@ -386,13 +368,35 @@ static napi_value js_memfd_create(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* sealShrink(fd): nobody may shrink the file again, which would SIGBUS every mapping of it. */
-static napi_value js_seal_shrink(napi_env env, napi_callback_info info) {
+/*
+ * addSeals(fd, seals): F_ADD_SEALS with seals from the F_SEAL_* constants. guestmem seals its
+ * memfds against shrinking (which would SIGBUS every mapping of them) and then with F_SEAL_SEAL,
+ * so that no other holder of the fd can add F_SEAL_WRITE and break guest writes.
+ */
+static napi_value js_add_seals(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  double seals;
+  const int known = F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE;
+  if (!get_args(env, info, 2, argv) || !get_fd(env, argv[0], &fd) ||
+      !get_index(env, argv[1], known, &seals) || seals == 0 || ((int)seals & ~known) != 0)
+    return BAD_ARG(env, "arguments to addSeals");
+  if (fcntl(fd, F_ADD_SEALS, (int)seals) != 0) return fail_errno(env, "fcntl", errno);
+  return NULL;
+}
+
+/*
+ * getSeals(fd) -> the file's F_SEAL_* bits: what a vhost-user back-end checks before it maps a
+ * front-end's fd. A file that cannot be sealed at all (a regular file on most file systems)
+ * answers EINVAL, which is 0 here: nothing stops it from shrinking.
+ */
+static napi_value js_get_seals(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int fd;
   if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
-  if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) return fail_errno(env, "fcntl", errno);
-  return NULL;
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 && errno != EINVAL) return fail_errno(env, "fcntl", errno);
+  return int_value(env, seals < 0 ? 0 : seals);
 }
 
 /* dup(fd) -> a close-on-exec duplicate, so that a backend owns its own descriptor. */
@@ -872,6 +876,10 @@ NAPI_MODULE_INIT() {
       {"MADV_HUGEPAGE", MADV_HUGEPAGE},
       {"MADV_POPULATE_READ", MADV_POPULATE_READ},
       {"MADV_POPULATE_WRITE", MADV_POPULATE_WRITE},
+      {"F_SEAL_SEAL", F_SEAL_SEAL},
+      {"F_SEAL_SHRINK", F_SEAL_SHRINK},
+      {"F_SEAL_GROW", F_SEAL_GROW},
+      {"F_SEAL_WRITE", F_SEAL_WRITE},
   };
   static const struct {
     const char *name;
@@ -879,12 +887,13 @@ NAPI_MODULE_INIT() {
   } functions[] = {
       {"map", js_map},          {"acquire", js_acquire},          {"release", js_release},
       {"wrap", js_wrap},        {"detach", js_detach},            {"madvise", js_madvise},
-      {"mlock", js_mlock},      {"memfdCreate", js_memfd_create}, {"sealShrink", js_seal_shrink},
+      {"mlock", js_mlock},      {"memfdCreate", js_memfd_create}, {"addSeals", js_add_seals},
       {"dup", js_dup},          {"unixListen", js_unix_listen},   {"unixConnect", js_unix_connect},
       {"accept", js_accept},    {"socketpair", js_socketpair},    {"adoptSocket", js_adopt_socket},
       {"recvMsg", js_recv_msg}, {"sendMsg", js_send_msg},         {"eventfd", js_eventfd},
       {"eventfdRead", js_eventfd_read}, {"eventfdWrite", js_eventfd_write},
       {"watch", js_watch},      {"unwatch", js_unwatch},
+      {"getSeals", js_get_seals},       {"zeroPrivate", js_zero_private},
   };
   napi_value value;
   for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
@@ -903,5 +912,6 @@ NAPI_MODULE_INIT() {
         napi_set_named_property(env, exports, functions[i].name, value) != napi_ok)
       return NULL;
   }
+  if (!guestmem_kvm_init(env, exports)) return NULL;
   return exports;
 }

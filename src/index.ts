@@ -43,15 +43,15 @@ export {
 export * from './memory/errors.js';
 export * from './memory/share.js';
 export { SnapshotError, type SnapshotErrorCode } from './snapshot/errors.js';
-export { layoutPath, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
+export { layoutPath, MAX_LAYOUT_BYTES, type SnapshotLayout, type SnapshotRegion } from './snapshot/layout.js';
 export { type ProgressCallback, type WriteSnapshotOptions, writeDiffSnapshot, writeFullSnapshot } from './snapshot/write.js';
 export { mergeSnapshots, type RestoreSnapshotOptions, restoreSnapshot } from './snapshot/restore.js';
 export { MemoryBacking } from './manager/backing.js';
-export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, X86_LEGACY_SPLIT } from './manager/builder.js';
+export { GuestMemoryBuilder, type BuiltMemory, type MemoryLayout, type BackingAllocator, type BackingAllocatorOptions, X86_LEGACY_SPLIT } from './manager/builder.js';
 export type { UnmappedPolicy } from './manager/dispatch.js';
 export * from './manager/errors.js';
 export type { FlatSpan, FlatViewEvent, SpanAdded, SpanChanged, SpanKind, SpanRemoved } from './manager/flat-view.js';
-export { MemoryManager, RestrictedMemory, type FlatViewListener, type MemoryManagerOptions } from './manager/manager.js';
+export { MemoryManager, RestrictedMemory, type FlatViewListener, type MemoryManagerOptions, type SubscribeOptions } from './manager/manager.js';
 export {
   Region,
   RAM_PRIORITY,

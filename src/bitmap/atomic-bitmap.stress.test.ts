@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { setImmediate } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { AtomicBitmap } from './atomic-bitmap.js';
+import { startWorkers } from '../test-support/workers.js';
 import type { MarkPagesData } from './test-workers/mark-pages.js';
 
 const WORKERS = 4;
@@ -15,39 +15,24 @@ describe('AtomicBitmap shared by workers', () => {
     const description = bitmap.share();
     const go = new Int32Array(new SharedArrayBuffer(4));
     const logs: Uint32Array[] = [];
-    let running = WORKERS;
-    const finished = Array.from({ length: WORKERS }, (_, worker) => {
+    const data = Array.from({ length: WORKERS }, (_, worker): MarkPagesData => {
       const seed = 0x9e3779b9 * (worker + 1);
-      const workerData: MarkPagesData = { description, worker, workers: WORKERS, seed, go: go.buffer as SharedArrayBuffer };
-      const w = new Worker(new URL('./test-workers/mark-pages.js', import.meta.url), { workerData });
-      w.once('message', (log: Uint32Array) => logs.push(log));
-      const online = new Promise((resolve) => w.once('online', resolve));
-      const exited = new Promise<void>((resolve, reject) => {
-        w.once('error', reject);
-        w.once('exit', (code) => {
-          running--; // also after an error, so that the harvest loop ends
-          if (code === 0) resolve();
-          else reject(new Error(`worker ${worker} exited with ${code}`));
-        });
-      });
-      return { online, exited };
+      return { description, worker, workers: WORKERS, seed, go: go.buffer as SharedArrayBuffer };
     });
-    // Settled later; a handler now keeps an early failure from going unhandled.
-    const allDone = Promise.all(finished.map((f) => f.exited));
-    allDone.catch(() => {});
-    await Promise.race([Promise.all(finished.map((f) => f.online)), allDone]);
+    const workers = startWorkers(new URL('./test-workers/mark-pages.js', import.meta.url), data, (_, log) => logs.push(log as Uint32Array));
+    await workers.online;
     Atomics.store(go, 0, 1);
     Atomics.notify(go, 0);
 
     // Harvest as often as possible while the workers mark; look at what was taken afterwards.
     const takes: AtomicBitmap[] = [];
     let roundsWhileMarking = 0;
-    while (running > 0) {
+    while (workers.running() > 0) {
       takes.push(bitmap.harvest());
-      if (running > 0 && takes[takes.length - 1].count() > 0) roundsWhileMarking++;
+      if (workers.running() > 0 && takes[takes.length - 1].count() > 0) roundsWhileMarking++;
       await setImmediate();
     }
-    await allDone;
+    await workers.exited;
     takes.push(bitmap.harvest()); // the final harvest, after every worker is done
 
     const harvested = new Uint8Array(PAGES);

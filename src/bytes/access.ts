@@ -10,6 +10,7 @@ import { hex } from '../errors.js';
 import type { Bytes } from './bytes.js';
 import { VolatileMemoryError } from './errors.js';
 import { type FilePosition, transfer, validateFd, validatePosition } from './fd-io.js';
+import { copyPieces, copySmall, SMALL_COPY_MAX } from './pieces.js';
 import type { StructFields, StructInput, StructLayout, StructValue } from './struct.js';
 import * as c from './values.js';
 import type { ValueType } from './values.js';
@@ -69,8 +70,11 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
    */
   abstract _extent(addr: number, length: number): number;
 
-  /** @internal Throws unless a partial transfer may start at `addr` (validated here). */
-  abstract _checkStart(addr: number): void;
+  /**
+   * @internal Throws unless a partial transfer of `length` (> 0, for the error) bytes may start
+   * at `addr` (validated here): its first byte must be memory.
+   */
+  abstract _checkStart(addr: number, length?: number): void;
 
   /**
    * @internal Throws unless all of `[addr, addr + length)` is memory (validated here) and, for a
@@ -101,14 +105,14 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   read(addr: A, buf: Uint8Array): number {
     validateBuffer(buf);
     if (buf.length === 0) return validateIndex(addr, 'address') && 0;
-    this._checkStart(addr);
+    this._checkStart(addr, buf.length);
     return this._copy(addr, buf, false);
   }
 
   write(addr: A, buf: Uint8Array): number {
     validateBuffer(buf);
     if (buf.length === 0) return validateIndex(addr, 'address') && 0;
-    this._checkStart(addr);
+    this._checkStart(addr, buf.length);
     return this._copy(addr, buf, true);
   }
 
@@ -127,8 +131,10 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   /**
    * @internal Copies between `buf` and memory from `addr` until `buf` is done or memory ends;
    * a copy to memory also stops before read-only memory (and throws if it starts there).
+   * A run of up to 8 bytes, and with `pieces` every run (`buf` must not alias the memory then),
+   * moves each naturally aligned piece of memory with one access; longer runs are memcpy.
    */
-  _copy(addr: number, buf: Uint8Array, toMemory: boolean): number {
+  _copy(addr: number, buf: Uint8Array, toMemory: boolean, pieces = false): number {
     const len = buf.length;
     let done = 0;
     while (done < len) {
@@ -141,8 +147,14 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
           if (done === 0) throw this._readOnly(addr, len);
           break;
         }
-        s.v.u8.set(n === len ? buf : buf.subarray(done, done + n), abs);
+        if (n <= SMALL_COPY_MAX) copySmall(s.v, abs, buf, done, n, true);
+        else if (pieces) copyPieces(s.v, abs, buf, done, n, true);
+        else s.v.u8.set(n === len ? buf : buf.subarray(done, done + n), abs);
         s.bitmap.markDirty(abs - s.base, n);
+      } else if (n <= SMALL_COPY_MAX) {
+        copySmall(s.v, abs, buf, done, n, false);
+      } else if (pieces) {
+        copyPieces(s.v, abs, buf, done, n, false);
       } else {
         buf.set(s.v.u8.subarray(abs, abs + n), done);
       }
@@ -504,7 +516,7 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
     let pos = validatePosition(position);
     if (count === 0) return validateIndex(addr, 'address') && 0;
     if (exact) this._checkRange(addr, count, toMemory);
-    else this._checkStart(addr);
+    else this._checkStart(addr, count);
     let done = 0;
     do {
       const views: Uint8Array[] = [];

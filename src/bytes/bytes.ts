@@ -19,7 +19,9 @@ import type { ValueType } from './values.js';
  *
  * Multi-byte values name their byte order (`LE`/`BE`). 64-bit integers read as `bigint`; the
  * `AsNumber` reads return a number and throw `ERR_UNSAFE_INTEGER` rather than round a guest value.
- * Naturally aligned values of up to 8 bytes are read and written with a single access.
+ * Naturally aligned values of up to 8 bytes are read and written with a single access, and so is
+ * each naturally aligned piece of a copy of up to 8 bytes and each naturally aligned struct field
+ * (also across two adjacent regions): another worker never sees a torn value.
  * The atomic `load`/`store`/`compareExchange` accesses need memory that other threads can share
  * (`ERR_NOT_SHARED` otherwise) and natural alignment (`ERR_MISALIGNED`).
  *
@@ -27,11 +29,13 @@ import type { ValueType } from './values.js';
  */
 export interface Bytes<A extends number> {
   /**
-   * Copies from memory at `addr` into `buf`, as much as fits; returns the count.
-   * At the end of a slice or region it returns 0; in guest memory it stops at a hole.
+   * Copies from memory at `addr` into `buf`, as much as fits; returns the count. It stops short
+   * at the end of a slice or region, and in guest memory at a hole. When not even the byte at
+   * `addr` is memory (at or past the end, in a hole) it throws `ERR_OUT_OF_BOUNDS` or
+   * `ERR_GUEST_ADDRESS_INVALID`, so a copy loop never spins on a 0; an empty `buf` returns 0.
    */
   read(addr: A, buf: Uint8Array): number;
-  /** Copies `buf` to memory at `addr`, as much as fits; returns the count. */
+  /** Copies `buf` to memory at `addr`, as much as fits; returns the count. Bounds as {@link Bytes.read}. */
   write(addr: A, buf: Uint8Array): number;
   /** Fills all of `buf` from memory at `addr`, or throws and changes nothing. */
   readSlice(addr: A, buf: Uint8Array): void;
@@ -124,7 +128,7 @@ export interface Bytes<A extends number> {
   readValue<T>(type: ValueType<T, any>, addr: A): T;
   /** Writes a value of any {@link ValueType}. */
   writeValue<W>(type: ValueType<any, W>, addr: A, value: W): void;
-  /** Reads a whole struct, with one bounds check. */
+  /** Reads a whole struct, with one bounds check; each naturally aligned field with one access. */
   readStruct<F extends StructFields>(layout: StructLayout<F>, addr: A): StructValue<F>;
   /** Writes a whole struct: every field is checked first, then all are written. */
   writeStruct<F extends StructFields>(layout: StructLayout<F>, addr: A, value: StructInput<F>): void;
@@ -161,7 +165,7 @@ export interface Bytes<A extends number> {
    * intermediate buffer). `position` is a file offset, or `null` for the fd's current position.
    * Returns the bytes read: fewer at end of file, at a hole, or when a non-blocking fd has no more
    * data for now. EINTR is retried. Throws `ERR_IO` (with the system error as `cause`) when the
-   * very first read fails.
+   * very first read fails; bounds as {@link Bytes.read} (a `count` of 0 returns 0).
    */
   readVolatileFrom(addr: A, fd: number, count: number, position?: number | null): number;
   /** Reads exactly `count` bytes; end of file first -> `ERR_PARTIAL_BUFFER` with `completed`. */

@@ -1,4 +1,4 @@
-import { GuestmemError } from '../errors.js';
+import { type ErrorDetails, GuestmemError } from '../errors.js';
 
 /** Codes of {@link VolatileMemoryError}. */
 export type VolatileMemoryErrorCode =
@@ -23,7 +23,28 @@ export type VolatileMemoryErrorCode =
   /** An argument of the wrong kind: not a Uint8Array, not an fd, not a file position. */
   | 'ERR_INVALID_ARG'
   /** A struct layout that cannot be built. */
-  | 'ERR_INVALID_LAYOUT';
+  | 'ERR_INVALID_LAYOUT'
+  /** A count of elements whose size in bytes is not even a safe integer; `count` and `elementSize` say which. */
+  | 'ERR_TOO_BIG';
+
+/** Facts a {@link VolatileMemoryError} may carry beyond those of every guestmem error. */
+export interface VolatileMemoryErrorDetails extends ErrorDetails {
+  /** Becomes the error's `count`. */
+  count?: number | undefined;
+  /** Becomes the error's `elementSize`. */
+  elementSize?: number | undefined;
+}
 
 /** Errors of the bytes and volatile layer: bounds, values, atomics and fd transfers. */
-export class VolatileMemoryError extends GuestmemError<VolatileMemoryErrorCode> {}
+export class VolatileMemoryError extends GuestmemError<VolatileMemoryErrorCode> {
+  /** For `ERR_TOO_BIG`: how many elements were asked for. */
+  readonly count: number | undefined;
+  /** For `ERR_TOO_BIG`: the size of one element in bytes. */
+  readonly elementSize: number | undefined;
+
+  constructor(code: VolatileMemoryErrorCode, message: string, details: VolatileMemoryErrorDetails = {}) {
+    super(code, message, details);
+    this.count = details.count;
+    this.elementSize = details.elementSize;
+  }
+}

@@ -194,24 +194,25 @@ export function setF64BE(v: BackingViews, a: number, x: number): void {
 }
 
 // ---- value checks ------------------------------------------------------------------------------
+// `typeof` first: the bit operations throw a plain TypeError on a bigint (or a symbol).
 
 export function checkU8(x: number): void {
-  if ((x & 0xff) !== x) throw outOfRange(x, 'u8');
+  if (typeof x !== 'number' || (x & 0xff) !== x) throw outOfRange(x, 'u8');
 }
 export function checkI8(x: number): void {
-  if ((x << 24) >> 24 !== x) throw outOfRange(x, 'i8');
+  if (typeof x !== 'number' || (x << 24) >> 24 !== x) throw outOfRange(x, 'i8');
 }
 export function checkU16(x: number): void {
-  if ((x & 0xffff) !== x) throw outOfRange(x, 'u16');
+  if (typeof x !== 'number' || (x & 0xffff) !== x) throw outOfRange(x, 'u16');
 }
 export function checkI16(x: number): void {
-  if ((x << 16) >> 16 !== x) throw outOfRange(x, 'i16');
+  if (typeof x !== 'number' || (x << 16) >> 16 !== x) throw outOfRange(x, 'i16');
 }
 export function checkU32(x: number): void {
-  if (x >>> 0 !== x) throw outOfRange(x, 'u32');
+  if (typeof x !== 'number' || x >>> 0 !== x) throw outOfRange(x, 'u32');
 }
 export function checkI32(x: number): void {
-  if ((x | 0) !== x) throw outOfRange(x, 'i32');
+  if (typeof x !== 'number' || (x | 0) !== x) throw outOfRange(x, 'i32');
 }
 // A bigint fits 64 bits when truncating it changes nothing: V8 lowers `asUintN(64)` to a word
 // operation, where range comparisons against bigint constants call a builtin (~4 ns vs ~1.5 ns).

@@ -128,7 +128,7 @@ test('an allocator gets the size with prefetch and pin, and its backing is check
       return [0, 1, 2, 3].map(() => heapBackend(size / 4));
     })
     .build({ ram: [R(0, 0x2000), R(0x10000, 0x2000)] });
-  assert.deepEqual(asked, [[0x4000, { prefetch: true, pin: true }]]);
+  assert.deepEqual(asked, [[0x4000, { prefetch: true, pin: true, hugePageSize: undefined }]]);
   assert.equal(built.pinMappings, true);
   // The first RAM range spans two chunks: two guest memory regions, values cross between them.
   assert.equal(built.manager.memory().numRegions, 4);
@@ -233,4 +233,129 @@ test('a dirty bitmap over the backing sees every write path, at backing offsets'
   const short = new GuestMemoryBuilder().dirtyBitmap(new AtomicBitmap(0x1000));
   assert.throws(() => short.build({ ram: [R(0, 0x2000)] }), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG', length: 0x1000, expected: 0x2000 });
   assert.throws(() => new MemoryBacking([heapBackend(0x1000), heapBackend(16)], { bitmap: new AtomicBitmap(0x1000) }), { code: 'ERR_INVALID_ARG' });
+});
+
+test('every way of building memory keeps the dirty bitmap', () => {
+  const layout = { ram: [R(0, 0x4000)] };
+  const write = (built: ReturnType<GuestMemoryBuilder['build']>) => {
+    built.manager.write(G(0x2000), 4, 1);
+    built.manager.memory().writeU8(G(0x3fff), 1);
+  };
+  const ways: [string, (b: GuestMemoryBuilder) => GuestMemoryBuilder][] = [
+    ['heap', (b) => b],
+    ['shared', (b) => b.allocator('shared')],
+    ['an allocator of backends', (b) => b.allocator((size) => heapBackend(size))],
+    ['an allocator of a backing', (b) => b.allocator((size) => MemoryBacking.allocate(size))],
+    ['an existing backing', (b) => b.existingBacking(MemoryBacking.allocate(0x4000))],
+  ];
+  for (const [why, way] of ways) {
+    const bitmap = new AtomicBitmap(0x4000);
+    const built = way(new GuestMemoryBuilder().dirtyBitmap(bitmap)).build(layout);
+    write(built);
+    assert.deepEqual(pagesOf(bitmap), [2, 3], why);
+    assert.equal(built.backing.bitmap, bitmap, why);
+  }
+  // A backing that already tracks into this bitmap is used as it is; into another one, refused.
+  const bitmap = new AtomicBitmap(0x4000);
+  const tracked = MemoryBacking.allocate(0x4000, { bitmap });
+  assert.equal(new GuestMemoryBuilder().dirtyBitmap(bitmap).existingBacking(tracked).build(layout).backing, tracked);
+  const other = new GuestMemoryBuilder().dirtyBitmap(new AtomicBitmap(0x4000));
+  assert.throws(() => other.existingBacking(tracked).build(layout), { name: 'MemoryManagerError', code: 'ERR_INVALID_ARG' });
+  assert.throws(() => other.existingBacking(undefined).allocator(() => tracked).build(layout), { code: 'ERR_INVALID_ARG' });
+});
+
+test('huge pages: the allocator is asked for them, RAM lies on them', () => {
+  const asked: unknown[] = [];
+  const allocator = (size: number, o: { hugePageSize: number | undefined }) => {
+    asked.push([size, o.hugePageSize]);
+    return heapBackend(size);
+  };
+  const built = new GuestMemoryBuilder()
+    .hugePages(2 * MIB)
+    .allocator(allocator)
+    .build({ ram: [R(0, 4 * MIB), R(2 ** 32, 2 * MIB)], mmio: [R(0xc000_0000, MIB)] });
+  assert.deepEqual(asked, [[6 * MIB, 2 * MIB]]);
+  assert.equal(built.backing.size, 6 * MIB);
+  new GuestMemoryBuilder().hugePages(2 * MIB).hugePages(undefined).allocator(allocator).build({ ram: [R(0, 4096)] });
+  assert.deepEqual(asked.at(-1), [4096, undefined], 'normal pages again');
+});
+
+test('huge pages: a bad size, RAM off huge page boundaries, or a backing without them are build errors, before allocating', () => {
+  let allocated = 0;
+  const builder = () =>
+    new GuestMemoryBuilder().allocator((size) => {
+      allocated++;
+      return heapBackend(size);
+    });
+  const ram = { ram: [R(0, 4 * MIB)] };
+  for (const size of [3 * MIB, 2048, 1, 2 ** 31]) {
+    assert.throws(() => builder().hugePages(size).build(ram), { name: 'MemoryManagerError', code: 'ERR_HUGE_PAGE_SIZE', length: size }, String(size));
+  }
+  const unaligned: [string, { ram: AddressRange<GuestAddress>[] }, Record<string, number>][] = [
+    ['RAM of 3 MiB in all', { ram: [R(0, 3 * MIB)] }, { length: 3 * MIB, expected: 2 * MIB }],
+    ['a range starting at 1 MiB', { ram: [R(MIB, 2 * MIB)] }, { address: MIB, length: 2 * MIB, expected: 2 * MIB }],
+    ['a range of 1 MiB (4 MiB in all)', { ram: [R(0, MIB), R(4 * MIB, 3 * MIB)] }, { address: 0, length: MIB, expected: 2 * MIB }],
+  ];
+  for (const [why, layout, props] of unaligned) {
+    assert.throws(() => builder().hugePages(2 * MIB).build(layout), { code: 'ERR_HUGE_PAGE_ALIGNMENT', ...props }, why);
+  }
+  const unsupported: [string, GuestMemoryBuilder][] = [
+    ['an existing backing', builder().existingBacking(MemoryBacking.allocate(4 * MIB))],
+    ['heap RAM', new GuestMemoryBuilder()],
+    ['shared RAM', new GuestMemoryBuilder().allocator('shared')],
+    ['x86 legacy support', builder().x86LegacySupport(true)],
+  ];
+  for (const [why, b] of unsupported) {
+    assert.throws(() => b.hugePages(2 * MIB).build(ram), { code: 'ERR_HUGE_PAGES_UNSUPPORTED' }, why);
+  }
+  assert.equal(allocated, 0, 'nothing was allocated');
+  for (const size of [-1, 1.5, 0, '2M']) {
+    assert.throws(() => new GuestMemoryBuilder().hugePages(size as never), { code: 'ERR_INVALID_ARG' }, String(size));
+  }
+});
+
+test('huge pages over mmap memory: hugetlbfs pages, or transparent huge pages', async (t) => {
+  let mmap: typeof import('../mmap/index.js');
+  try {
+    mmap = await import('../mmap/index.js');
+  } catch (e) {
+    t.skip(`guestmem/mmap is unavailable here: ${(e as Error).message}`);
+    return;
+  }
+  const { MmapBackend, MmapError } = mmap;
+  const { meminfo, smapsAt } = await import('../mmap/test-support/proc.js');
+  const made: ReturnType<typeof MmapBackend.memfd>[] = [];
+  const huge = meminfo('Hugepagesize');
+  const layout = { ram: [R(0, 2 * huge)] };
+  // Transparent huge pages: the mapping is advised for them (MADV_HUGEPAGE) wherever THP exists.
+  const thp = new GuestMemoryBuilder()
+    .hugePages(huge)
+    .allocator((size, o) => {
+      const b = MmapBackend.anonymous(size, { hugepages: o.hugePageSize === undefined ? undefined : 'thp' });
+      made.push(b);
+      return b.chunks();
+    })
+    .build(layout);
+  thp.manager.write(G(huge), 4, 0x5a5a5a5a);
+  assert.ok(smapsAt(made[0].address)?.flags.includes('hg'), 'VmFlags hg (MADV_HUGEPAGE)');
+  made[0].close();
+  // hugetlbfs: the memfd's pages are huge pages, if the machine reserved enough of them.
+  const hugetlb = new GuestMemoryBuilder()
+    .hugePages(huge)
+    .allocator((size, o) => {
+      const b = MmapBackend.memfd(size, { hugepages: o.hugePageSize === undefined ? undefined : 'hugetlb' });
+      made.push(b);
+      return b.chunks();
+    });
+  if (meminfo('HugePages_Free') < 2) {
+    assert.throws(() => hugetlb.build(layout), (e: any) => e.code === 'ERR_ALLOCATION_FAILED' && e.cause instanceof MmapError && e.cause.errno === 'ENOMEM');
+    t.skip(`only the ENOMEM path of hugetlbfs: this machine has ${meminfo('HugePages_Free')} free huge pages (vm.nr_hugepages)`);
+    return;
+  }
+  const built = hugetlb.build(layout);
+  built.manager.write(G(huge), 4, 0x5a5a5a5a);
+  const b = made[1];
+  assert.equal(b.pageSize, huge);
+  assert.equal(smapsAt(b.address)?.fields.get('KernelPageSize'), huge);
+  b.close();
 });

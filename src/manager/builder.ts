@@ -17,15 +17,25 @@ export interface MemoryLayout {
   readonly mmio?: readonly AddressRange<GuestAddress>[];
 }
 
+/** What a {@link BackingAllocator} is asked to honour. */
+export interface BackingAllocatorOptions {
+  /** Populate the pages now. */
+  readonly prefetch: boolean;
+  /** Lock the pages in memory. */
+  readonly pin: boolean;
+  /**
+   * Back RAM with huge pages of this size ({@link GuestMemoryBuilder.hugePages}), or `undefined`
+   * for normal pages. `size` is then a multiple of it.
+   */
+  readonly hugePageSize: number | undefined;
+}
+
 /**
- * Makes the backing for `size` bytes of RAM, honouring prefetch (populate the pages now) and pin
- * (lock them in memory) as its memory kind can. With `guestmem/mmap`:
- * `(size, o) => MmapBackend.memfd(size, { populate: o.prefetch, pin: o.pin }).chunks()`.
+ * Makes the backing for `size` bytes of RAM, honouring prefetch, pin and huge pages as its memory
+ * kind can. With `guestmem/mmap` (hugetlbfs pages of the system's default huge page size):
+ * `(size, o) => MmapBackend.memfd(size, { populate: o.prefetch, pin: o.pin, hugepages: o.hugePageSize === undefined ? undefined : 'hugetlb' }).chunks()`.
  */
-export type BackingAllocator = (
-  size: number,
-  options: { readonly prefetch: boolean; readonly pin: boolean },
-) => MemoryBacking | MemoryBackend | readonly MemoryBackend[];
+export type BackingAllocator = (size: number, options: BackingAllocatorOptions) => MemoryBacking | MemoryBackend | readonly MemoryBackend[];
 
 /** What {@link GuestMemoryBuilder.build} makes. */
 export interface BuiltMemory {
@@ -78,6 +88,7 @@ export class GuestMemoryBuilder {
   #x86 = false;
   #unmapped: UnmappedPolicy = 'ignore';
   #bitmap: Bitmap | undefined;
+  #hugePageSize: number | undefined;
 
   /** Uses this backing instead of allocating one: the same memory, with its contents. */
   existingBacking(backing: MemoryBacking | undefined): this {
@@ -128,8 +139,25 @@ export class GuestMemoryBuilder {
   }
 
   /**
-   * Tracks writes to newly allocated RAM in `bitmap`, which covers the whole backing (the sum of
-   * the RAM ranges) at backing offsets. An existing backing keeps its own.
+   * Backs RAM with huge pages of `size` bytes (2 MiB and 1 GiB on x86-64), as OpenVMM's
+   * `hugepages`; `undefined` (the default) for normal pages. The allocator is asked for them
+   * ({@link BackingAllocatorOptions.hugePageSize}). {@link build} checks that the size is a power
+   * of two from 4 KiB to 1 GiB, that every RAM range starts and ends on a huge page, and refuses huge
+   * pages with an existing backing, with heap or shared RAM (JS buffers have no huge pages) and
+   * with x86 legacy support (its 16 KiB ranges cannot be mapped with huge pages).
+   */
+  hugePages(size: number | undefined): this {
+    if (size !== undefined && !(Number.isSafeInteger(size) && size > 0)) {
+      throw new MemoryManagerError('ERR_INVALID_ARG', `the huge page size must be a positive safe integer, got ${size}`);
+    }
+    this.#hugePageSize = size;
+    return this;
+  }
+
+  /**
+   * Tracks writes to RAM in `bitmap`, which covers the whole backing (the sum of the RAM ranges)
+   * at backing offsets, whichever way the backing is made: allocated here, by an allocator, or
+   * existing (which must then track into this same bitmap, or none).
    */
   dirtyBitmap(bitmap: Bitmap | undefined): this {
     this.#bitmap = bitmap;
@@ -147,7 +175,10 @@ export class GuestMemoryBuilder {
    * Checks the layout, then allocates (or adopts) the backing and makes the regions.
    *
    * @throws {MemoryManagerError} `ERR_INVALID_LAYOUT`, `ERR_LEGACY_RAM_LAYOUT`,
-   *   `ERR_ALIAS_MAP_WONT_FIT`, `ERR_RAM_TOO_LARGE`, `ERR_ALLOCATION_FAILED`.
+   *   `ERR_ALIAS_MAP_WONT_FIT`, `ERR_HUGE_PAGE_SIZE`, `ERR_HUGE_PAGE_ALIGNMENT`,
+   *   `ERR_HUGE_PAGES_UNSUPPORTED` (all checked before anything is allocated), `ERR_RAM_TOO_LARGE`,
+   *   `ERR_ALLOCATION_FAILED`, `ERR_INVALID_ARG` (a backing that tracks into another bitmap than
+   *   {@link dirtyBitmap}'s).
    */
   build(layout: MemoryLayout): BuiltMemory {
     const ram = rangesOf(layout?.ram);
@@ -179,6 +210,7 @@ export class GuestMemoryBuilder {
       });
     }
     const ramSize = ram.reduce((n, r) => n + r.length, 0);
+    if (this.#hugePageSize !== undefined) this.#checkHugePages(this.#hugePageSize, ram, ramSize);
     const backing = this.#backing(ramSize);
     const manager = new MemoryManager({ unmapped: this.#unmapped });
     let offset = 0;
@@ -204,20 +236,48 @@ export class GuestMemoryBuilder {
     });
   }
 
+  /** OpenVMM's checks of huge pages: a sane size, RAM on huge page boundaries, and a backing that can have them. */
+  #checkHugePages(size: number, ram: readonly AddressRange<GuestAddress>[], ramSize: number): void {
+    if (size < MIN_PAGE_SIZE || (size & (size - 1)) !== 0 || size > 2 ** 30) {
+      throw new MemoryManagerError('ERR_HUGE_PAGE_SIZE', `huge pages of ${hex(size)} bytes: the size must be a power of two from 4 KiB to 1 GiB`, {
+        length: size,
+      });
+    }
+    const unsupported = (why: string) => new MemoryManagerError('ERR_HUGE_PAGES_UNSUPPORTED', `huge pages cannot be used with ${why}`);
+    if (this.#existing !== undefined) throw unsupported('an existing backing (it was made with the pages it has)');
+    if (this.#allocator === 'heap' || this.#allocator === 'shared') throw unsupported(`${this.#allocator} RAM: give an allocator (guestmem/mmap)`);
+    if (this.#x86) throw unsupported('x86 legacy support: its 16 KiB ranges are smaller than a huge page');
+    if (ramSize % size !== 0) {
+      throw new MemoryManagerError('ERR_HUGE_PAGE_ALIGNMENT', `${hex(ramSize)} bytes of RAM are not a multiple of the ${hex(size)}-byte huge page`, {
+        length: ramSize,
+        expected: size,
+      });
+    }
+    for (const r of ram) {
+      if (r.start % size !== 0 || r.length % size !== 0) {
+        throw new MemoryManagerError('ERR_HUGE_PAGE_ALIGNMENT', `RAM range ${r} does not start and end on ${hex(size)}-byte huge pages`, {
+          address: r.start,
+          length: r.length,
+          expected: size,
+        });
+      }
+    }
+  }
+
   #backing(ramSize: number): MemoryBacking {
     let backing: MemoryBacking;
-    if (this.#existing !== undefined) backing = this.#existing;
+    if (this.#existing !== undefined) backing = this.#keepBitmap(this.#existing, 'the existing backing');
     else if (this.#allocator === 'heap' || this.#allocator === 'shared') {
       backing = MemoryBacking.allocate(ramSize, { shared: this.#allocator === 'shared', bitmap: this.#bitmap });
     }
     else {
       let made: ReturnType<BackingAllocator>;
       try {
-        made = this.#allocator(ramSize, { prefetch: this.#prefetch, pin: this.#pin });
+        made = this.#allocator(ramSize, { prefetch: this.#prefetch, pin: this.#pin, hugePageSize: this.#hugePageSize });
       } catch (err) {
         throw new MemoryManagerError('ERR_ALLOCATION_FAILED', `the allocator could not make ${hex(ramSize)} bytes of RAM`, { length: ramSize, cause: err });
       }
-      backing = made instanceof MemoryBacking ? made : new MemoryBacking(made, { bitmap: this.#bitmap });
+      backing = made instanceof MemoryBacking ? this.#keepBitmap(made, "the allocator's backing") : new MemoryBacking(made, { bitmap: this.#bitmap });
     }
     if (ramSize > backing.size) {
       throw new MemoryManagerError('ERR_RAM_TOO_LARGE', `${hex(ramSize)} bytes of RAM do not fit a backing of ${hex(backing.size)}`, {
@@ -227,7 +287,20 @@ export class GuestMemoryBuilder {
     }
     return backing;
   }
+
+  /** `backing` tracking into {@link dirtyBitmap}'s bitmap, if one was given: the same backing, or one over its chunks. */
+  #keepBitmap(backing: MemoryBacking, what: string): MemoryBacking {
+    const bitmap = this.#bitmap;
+    if (bitmap === undefined || backing.bitmap === bitmap) return backing;
+    if (backing.bitmap !== undefined) {
+      throw new MemoryManagerError('ERR_INVALID_ARG', `${what} tracks writes in its own bitmap, not the one given to dirtyBitmap()`);
+    }
+    return new MemoryBacking(backing.chunks, { bitmap });
+  }
 }
+
+/** The smallest huge page: the normal page size. */
+const MIN_PAGE_SIZE = 4096;
 
 const bad = (why: string, r?: AddressRange) =>
   new MemoryManagerError('ERR_INVALID_LAYOUT', `invalid memory layout: ${why}`, { address: r?.start, length: r?.length });

@@ -14,6 +14,12 @@ export type MemoryManagerErrorCode =
   | 'ERR_LEGACY_RAM_LAYOUT'
   /** RAM and MMIO ranges of a layout that are empty, unsorted or overlapping. */
   | 'ERR_INVALID_LAYOUT'
+  /** A huge page size that is not a power of two from 4 KiB to 1 GiB. */
+  | 'ERR_HUGE_PAGE_SIZE'
+  /** RAM (its total, or a range's start or length) that is not a multiple of the huge page size. */
+  | 'ERR_HUGE_PAGE_ALIGNMENT'
+  /** Huge pages asked for with what cannot honour them (an existing backing, JS heap memory, x86 legacy splitting). */
+  | 'ERR_HUGE_PAGES_UNSUPPORTED'
   /** The backing could not be allocated. */
   | 'ERR_ALLOCATION_FAILED'
   /** A region description that cannot be a region (empty, past its backing, bad sizes...). */
@@ -30,6 +36,8 @@ export type MemoryManagerErrorCode =
   | 'ERR_ACCESS_SIZE'
   /** A guest memory asked for while no readable memory is visible. */
   | 'ERR_NO_MEMORY'
+  /** A listener that may refuse changes refused this one; the layout is as it was. */
+  | 'ERR_CHANGE_REFUSED'
   /** One or more listeners threw; the change itself is complete. */
   | 'ERR_LISTENER_FAILED'
   /** A change started from inside a listener. */

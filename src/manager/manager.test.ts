@@ -340,6 +340,107 @@ test('listeners get ordered events, the current spans first, and may not change 
   assert.throws(() => mm2.subscribe(5 as never), { code: 'ERR_INVALID_ARG' });
 });
 
+test('a listener that may refuse a change: the layout stays as it was and those that applied it undo it', () => {
+  const mm = new MemoryManager();
+  const backing = MemoryBacking.allocate(0x4000);
+  const ram = mm.addRam({ name: 'ram', start: G(0), length: 0x4000, backing });
+  /** A listener that keeps the spans it was told of, as a hypervisor's slots would. */
+  const mirror = () => {
+    const spans = new Map<number, FlatSpan>();
+    const listener = (events: readonly FlatViewEvent[]) => {
+      for (const e of events) if (e.type !== 'added') spans.delete((e.type === 'changed' ? e.previous : e.span).start);
+      for (const e of events) if (e.type !== 'removed') spans.set(e.span.start, e.span);
+    };
+    return { spans, listener, rows: () => [...spans.values()].sort((a, b) => a.start - b.start).map((s) => [s.start, s.end, s.source.name, s.access]) };
+  };
+  const viewRows = () => mm.flatView().map((s) => [s.start, s.end, s.source.name, s.access]);
+  const first = mirror();
+  mm.subscribe(first.listener, { mayRefuse: true });
+  const order: string[] = [];
+  const seenView: unknown[] = [];
+  mm.subscribe(
+    (events) => {
+      order.push('refuser');
+      seenView.push(viewRows());
+      if (events.some((e) => e.type !== 'removed' && e.span.kind === 'mmio')) throw new Error('no MMIO here');
+    },
+    { mayRefuse: true },
+  );
+  const plain: FlatViewEvent[][] = [];
+  mm.subscribe((events) => {
+    order.push('plain');
+    plain.push([...events]);
+  });
+  plain.length = 0;
+  order.length = 0;
+  seenView.length = 0;
+  const before = viewRows();
+  const generation = mm.generation;
+  const memory = mm.memory();
+
+  assert.throws(
+    () => mm.addMmio({ name: 'io', start: G(0x1000), length: 0x1000, priority: 300, handler: recorder() }),
+    (e: any) => e.name === 'MemoryManagerError' && e.code === 'ERR_CHANGE_REFUSED' && e.cause.message === 'no MMIO here' && /no MMIO here/.test(e.message),
+  );
+  assert.deepEqual(mm.regions().map((r) => r.name), ['ram'], 'the region was not added');
+  assert.deepEqual(viewRows(), before);
+  assert.equal(mm.generation, generation);
+  assert.equal(mm.memory(), memory, 'the same guest memory');
+  assert.deepEqual(first.rows(), before, 'the listener that applied the change was told to undo it');
+  assert.deepEqual(plain, [], 'after-the-fact listeners heard nothing');
+  assert.deepEqual(seenView, [before], 'refusers hear of a change before it is in effect');
+
+  // An accepted change: refusers first, then the others.
+  mm.setVisibility(ram, 'read-only');
+  assert.deepEqual(order, ['refuser', 'refuser', 'plain']);
+  assert.deepEqual(first.rows(), viewRows());
+  assert.deepEqual(viewRows(), [[0, 0x4000, 'ram', 'read-only']]);
+
+  // A listener that fails to undo is reported along with the refusal.
+  const mm2 = new MemoryManager();
+  mm2.addRam({ name: 'r', start: G(0), length: 0x1000, backing });
+  let calls = 0;
+  mm2.subscribe(
+    () => {
+      if (++calls === 3) throw new Error('cannot undo');
+    },
+    { mayRefuse: true },
+  );
+  mm2.subscribe(
+    (events) => {
+      if (events.some((e) => e.type === 'added' && e.span.start === 0x1000)) throw new Error('refused');
+    },
+    { mayRefuse: true },
+  );
+  assert.throws(
+    () => mm2.addRam({ name: 'r2', start: G(0x1000), length: 0x1000, backing }),
+    (e: any) => e.code === 'ERR_CHANGE_REFUSED' && e.cause instanceof AggregateError && e.cause.errors.map((x: Error) => x.message).join() === 'refused,cannot undo',
+  );
+  assert.equal(mm2.regions().length, 1);
+
+  // Refusing the current spans at subscription: not subscribed.
+  const mm3 = new MemoryManager();
+  mm3.addRam({ name: 'r', start: G(0), length: 0x1000, backing });
+  let told = 0;
+  assert.throws(
+    () =>
+      mm3.subscribe(
+        () => {
+          told++;
+          throw new Error('not this memory');
+        },
+        { mayRefuse: true },
+      ),
+    (e: any) => e.code === 'ERR_CHANGE_REFUSED' && e.cause.message === 'not this memory',
+  );
+  mm3.addRam({ name: 'r2', start: G(0x1000), length: 0x1000, backing });
+  assert.equal(told, 1, 'the refusing listener was not subscribed');
+  // From inside a listener, a refusing listener cannot subscribe.
+  mm3.subscribe(() => {
+    assert.throws(() => mm3.subscribe(() => {}, { mayRefuse: true }), { code: 'ERR_REENTRANT_CHANGE' });
+  });
+});
+
 test('restricted views reach only their ranges, and follow the layout', () => {
   const mm = new MemoryManager();
   const backing = MemoryBacking.allocate(0x10000);

@@ -31,6 +31,29 @@ export interface MemoryManagerOptions {
  */
 export type FlatViewListener = (events: readonly FlatViewEvent[]) => void;
 
+/** Options of {@link MemoryManager.subscribe}. */
+export interface SubscribeOptions {
+  /**
+   * The listener may refuse a change by throwing (a hypervisor that cannot map a span, say).
+   * Such listeners hear of a change before it takes effect, in the order they subscribed, and
+   * before the other listeners. When one throws, the layout stays as it was: the listeners of
+   * this kind that already applied the change get the events that undo it, the others hear
+   * nothing, and the change throws `ERR_CHANGE_REFUSED` with the refusal as `cause`. A
+   * refusing listener must itself be left as before the change. Default false: the listener
+   * hears of changes after the fact, and what it throws is `ERR_LISTENER_FAILED`.
+   */
+  mayRefuse?: boolean;
+}
+
+/** A recomputed layout, not yet in effect. */
+interface Pending {
+  readonly events: FlatViewEvent[];
+  readonly view: readonly FlatSpan[];
+  readonly writeSpans: readonly FlatSpan[];
+  readonly table: AccessTable;
+  readonly memory: GuestMemory | undefined;
+}
+
 /**
  * A guest physical address space described as prioritised regions (RAM, ROM, device memory,
  * MMIO handlers, aliases) and changed at run time (map, unmap, visibility, add, remove).
@@ -61,6 +84,8 @@ export class MemoryManager {
   #batching = false;
   #notifying = false;
   readonly #listeners = new Set<FlatViewListener>();
+  /** Listeners that may refuse a change (see {@link SubscribeOptions.mayRefuse}). */
+  readonly #refusers = new Set<FlatViewListener>();
 
   constructor(options: MemoryManagerOptions = {}) {
     const policy = options.unmapped ?? 'ignore';
@@ -247,6 +272,7 @@ export class MemoryManager {
    * `changes` throws, every change it made is undone and the error passes on.
    *
    * @throws {MemoryManagerError} `ERR_REENTRANT_CHANGE` from inside a listener,
+   *   `ERR_CHANGE_REFUSED` when a listener that may refuse refused it (nothing changed then),
    *   `ERR_LISTENER_FAILED` after the change when a listener threw, `ERR_INVALID_ARG` when
    *   `changes` is not a function.
    * @example
@@ -273,41 +299,86 @@ export class MemoryManager {
         r._visibility = visibility[i];
       });
     };
-    let events: FlatViewEvent[];
+    let pending: Pending;
     this.#batching = true;
     try {
       changes();
-      events = this.#rebuild();
+      pending = this.#compute();
     } catch (err) {
       restore();
       throw err;
     } finally {
       this.#batching = false;
     }
-    this.#notify(events);
+    const refusal = this.#offer(pending);
+    if (refusal !== undefined) {
+      restore();
+      throw refusal;
+    }
+    this.#commit(pending);
+    this.#notify(pending.events);
   }
 
-  /** Recomputes the flat view and what depends on it, and swaps them in together. */
-  #rebuild(): FlatViewEvent[] {
+  /** Recomputes the flat view and what depends on it, without putting them in effect. */
+  #compute(): Pending {
     const diff = diffFlatViews(this.#spans, computeFlatView(this.#regions));
     const writeSpans = computeFlatView(this.#regions, 'writes');
     const table = new AccessTable(diff.view, writeSpans, regionsOf, this.#policy);
     const memory = table.regions.length === 0 ? undefined : GuestMemory.fromRegions(table.regions);
-    this.#spans = diff.view;
-    this.#writeSpans = writeSpans;
-    this.#table = table;
+    return { events: freeze(diff.events), view: diff.view, writeSpans, table, memory };
+  }
+
+  /** Swaps in a recomputed layout, all parts together. */
+  #commit(p: Pending): void {
+    this.#spans = p.view;
+    this.#writeSpans = p.writeSpans;
+    this.#table = p.table;
+    const memory = p.memory;
     if (memory === undefined) this.#holder = undefined;
     else if (this.#holder === undefined) this.#holder = new GuestMemoryAtomic(memory);
     else this.#holder.update(() => memory);
     this.#generation++;
-    return diff.events;
+  }
+
+  /**
+   * Offers a change to the listeners that may refuse it. On a refusal, those that applied it
+   * get the events that undo it, and the refusal comes back as an error to throw.
+   */
+  #offer(p: Pending): MemoryManagerError | undefined {
+    if (p.events.length === 0 || this.#refusers.size === 0) return undefined;
+    const applied: FlatViewListener[] = [];
+    const was = this.#notifying;
+    this.#notifying = true;
+    try {
+      for (const l of [...this.#refusers]) {
+        try {
+          l(p.events);
+          applied.push(l);
+        } catch (refusal) {
+          const undo = freeze(diffFlatViews(p.view, this.#spans).events);
+          const failures: unknown[] = [];
+          for (const a of applied.reverse()) {
+            try {
+              a(undo);
+            } catch (err) {
+              failures.push(err);
+            }
+          }
+          const also = failures.length === 0 ? '' : `; ${failures.length} listener(s) also failed to undo it (see cause.errors)`;
+          return new MemoryManagerError('ERR_CHANGE_REFUSED', `a flat view listener refused the change, which was undone: ${String((refusal as Error)?.message ?? refusal)}${also}`, {
+            cause: failures.length === 0 ? refusal : new AggregateError([refusal, ...failures]),
+          });
+        }
+      }
+    } finally {
+      this.#notifying = was;
+    }
+    return undefined;
   }
 
   #notify(events: FlatViewEvent[], only?: FlatViewListener): void {
     if (events.length === 0) return;
-    // Every listener gets the same events: none may change them for the next.
-    Object.freeze(events);
-    for (const e of events) Object.freeze(e);
+    freeze(events);
     const failures: unknown[] = [];
     const was = this.#notifying;
     this.#notifying = true;
@@ -379,18 +450,36 @@ export class MemoryManager {
 
   /**
    * Subscribes to flat view changes. The listener first gets the current spans as `added`
-   * events. Returns the function that unsubscribes.
+   * events. Returns the function that unsubscribes. See {@link SubscribeOptions.mayRefuse} for
+   * listeners that may refuse a change.
    *
    * @throws {MemoryManagerError} `ERR_LISTENER_FAILED` when the listener throws on those first
-   *   events (it stays subscribed), as every change throws when a listener did.
+   *   events (it stays subscribed), as every change throws when a listener did;
+   *   `ERR_CHANGE_REFUSED` when a listener that may refuse throws on them (it is not
+   *   subscribed then); `ERR_REENTRANT_CHANGE` from inside a listener.
    */
-  subscribe(listener: FlatViewListener): () => void {
+  subscribe(listener: FlatViewListener, options: SubscribeOptions = {}): () => void {
     if (typeof listener !== 'function') throw new MemoryManagerError('ERR_INVALID_ARG', 'a listener is a function');
+    const current = freeze(this.#spans.map((span): FlatViewEvent => ({ type: 'added', span })));
+    if (options?.mayRefuse === true) {
+      if (this.#notifying) throw new MemoryManagerError('ERR_REENTRANT_CHANGE', 'a listener that may refuse cannot subscribe from inside a listener');
+      if (current.length > 0) {
+        this.#notifying = true;
+        try {
+          listener(current);
+        } catch (refusal) {
+          throw new MemoryManagerError('ERR_CHANGE_REFUSED', `the listener refused the current flat view: ${String((refusal as Error)?.message ?? refusal)}`, { cause: refusal });
+        } finally {
+          this.#notifying = false;
+        }
+      }
+      this.#refusers.add(listener);
+      return () => {
+        this.#refusers.delete(listener);
+      };
+    }
     this.#listeners.add(listener);
-    this.#notify(
-      this.#spans.map((span) => ({ type: 'added', span })),
-      listener,
-    );
+    this.#notify(current, listener);
     return () => {
       this.#listeners.delete(listener);
     };
@@ -468,6 +557,13 @@ export class RestrictedMemory {
     }
     return this.#memory;
   }
+}
+
+/** Freezes events and each event: every listener gets the same ones, none may change them. */
+function freeze(events: FlatViewEvent[]): FlatViewEvent[] {
+  Object.freeze(events);
+  for (const e of events) Object.freeze(e);
+  return events;
 }
 
 /** Sorted, with overlapping or touching ranges joined, so that no byte is in two. */

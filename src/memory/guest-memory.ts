@@ -1,7 +1,7 @@
 import { GuestAddress, type MemoryRegionAddress, validateIndex } from '../address/address.js';
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { BackingViews } from '../backend/views.js';
-import { AtomicBitmap, atomicBitmapTarget, type DirtyLog } from '../bitmap/atomic-bitmap.js';
+import { AtomicBitmap, atomicBitmapTarget, type DirtyLog, type DirtyRange } from '../bitmap/atomic-bitmap.js';
 import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { ByteAccess, type Span } from '../bytes/access.js';
 import { hex } from '../errors.js';
@@ -230,14 +230,16 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /**
-   * The `count` bytes at `addr` as one slice; they must lie in one region.
+   * The `count` bytes at `addr` as one slice; they must lie in one region. As in vm-memory, `addr`
+   * must be memory even when `count` is 0.
    *
    * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID`, or `ERR_REGION_CROSSING` when the
    * range continues into another region (use {@link GuestMemory.getSlices}).
    */
   getSlice(addr: GuestAddress, count: number): VolatileSlice {
     this._checkRange(addr, count);
-    const r = this.findRegion(addr) as GuestMemoryRegion;
+    const r = this.findRegion(addr);
+    if (r === undefined) throw invalidAddress(addr, count); // only when count is 0: the range was checked
     const off = addr - r.start;
     if (off + count > r.length) {
       throw new GuestMemoryError(
@@ -331,7 +333,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
    * @throws {GuestMemoryError} `ERR_NOT_TRACKED`, as {@link GuestMemory.harvestDirty}.
    */
   resetDirty(): void {
-    for (const [root, pieces] of this.#tracking()) root._takePages(pagesOf(root, pieces), true);
+    for (const [root, pieces] of this.#tracking()) takeShown(root, pieces, true);
   }
 
   /**
@@ -363,10 +365,9 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   #takeDirty(clear: boolean): GuestDirtyRange[] {
     const out: GuestDirtyRange[] = [];
     for (const [root, pieces] of this.#tracking()) {
-      const taken = root._takePages(pagesOf(root, pieces), clear);
-      appendGuestRanges(out, pieces, taken.dirtyRanges());
+      appendGuestRanges(out, pieces, takeShown(root, pieces, clear).dirtyRanges());
     }
-    // Several bitmaps (or aliases) interleave in guest order: sort, then join adjacent runs.
+    // Several bitmaps (or aliases) interleave in guest order: sort, then join runs that touch.
     out.sort((a, b) => a.start - b.start);
     const joined: GuestDirtyRange[] = [];
     for (const r of out) {
@@ -458,7 +459,8 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     this._checkRange(addr, size, write);
     let s = this.#scratch;
     if (s === undefined || s.bytes.length < size) s = this.#scratch = new ScratchSpan(Math.max(size, 64));
-    this._copy(addr, s.bytes.subarray(0, size), false);
+    // Piece by piece: each naturally aligned field lies in one region and is read with one access.
+    this._copy(addr, s.bytes.subarray(0, size), false, true);
     this.#splitAddr = addr;
     this._span = s;
     return 0;
@@ -466,7 +468,7 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
 
   /** @internal Copies a straddling value written into the scratch span back to memory. */
   override _flush(size: number): void {
-    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true);
+    this._copy(this.#splitAddr, (this.#scratch as ScratchSpan).bytes.subarray(0, size), true, true);
   }
 
   /**
@@ -503,9 +505,9 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /** @internal */
-  override _checkStart(addr: number): void {
+  override _checkStart(addr: number, length = 0): void {
     validateIndex(addr, 'address');
-    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, 0);
+    if (this.#indexOf(addr) < 0) throw invalidAddress(addr, length);
   }
 
   /** @internal */
@@ -584,15 +586,17 @@ function subtract([from, to]: [number, number], pieces: readonly Piece[]): [numb
   return parts;
 }
 
-/** A bitmap of `root`'s geometry with every page that the pieces touch set. */
-function pagesOf(root: AtomicBitmap, pieces: readonly Piece[]): AtomicBitmap {
+/** The dirty pages of `root` that the pieces touch, taken (cleared) with `clear`. */
+function takeShown(root: AtomicBitmap, pieces: readonly Piece[], clear: boolean): AtomicBitmap {
+  // The common case, a region with a bitmap of its own: all of it.
+  if (pieces.length === 1 && pieces[0].from === 0 && pieces[0].to >= root.byteLength) return clear ? root.harvest() : root;
   const pages = new AtomicBitmap(root.byteLength, { pageSize: root.pageSize });
   for (const p of pieces) pages.markDirty(p.from, p.to - p.from);
-  return pages;
+  return root._takePages(pages, clear);
 }
 
 /** Appends the guest ranges of dirty bitmap runs: each run cut to the pieces (sorted by `from`) it meets. */
-function appendGuestRanges(out: GuestDirtyRange[], pieces: readonly Piece[], runs: Iterable<{ offset: number; length: number }>): void {
+function appendGuestRanges(out: GuestDirtyRange[], pieces: readonly Piece[], runs: Iterable<DirtyRange>): void {
   let i = 0;
   for (const { offset, length } of runs) {
     const end = offset + length;
@@ -601,10 +605,7 @@ function appendGuestRanges(out: GuestDirtyRange[], pieces: readonly Piece[], run
       const p = pieces[j];
       const from = Math.max(offset, p.from);
       const to = Math.min(end, p.to);
-      const at = p.guest + from - p.from;
-      const last = out[out.length - 1];
-      if (last !== undefined && last.start + last.length === at) out[out.length - 1] = { start: last.start, length: last.length + to - from };
-      else out.push({ start: at as GuestAddress, length: to - from });
+      out.push({ start: (p.guest + from - p.from) as GuestAddress, length: to - from });
     }
   }
 }

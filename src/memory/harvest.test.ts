@@ -8,7 +8,7 @@ import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { type Bitmap, NoopBitmap } from '../bitmap/bitmap.js';
 import { GuestMemoryRegion } from '../region/region.js';
-import { kvmLog } from '../test-support/bitmap.js';
+import { kvmLog, pagesOf } from '../test-support/bitmap.js';
 import { WasmMemoryBackend } from '../backend/wasm.js';
 import { newWasmMemory } from '../test-support/wasm.js';
 import { GuestMemory, GuestMemoryAtomic } from './guest-memory.js';
@@ -80,6 +80,86 @@ describe('GuestMemory dirty pages', () => {
     // A page beyond the region: refused whole, nothing merged.
     assert.throws(() => mem.mergeDirtyLog(G(0), kvmLog(1, [2, 4])), { code: 'ERR_BITMAP_OUT_OF_RANGE' });
     assert.deepEqual(mem.dirtyRanges(), []);
+  });
+
+  it('refuses a log shorter than the region, an empty one too, merging nothing', () => {
+    const mem = GuestMemory.fromRegions([new GuestMemoryRegion(G(0), heapBackend(100 * PAGE), { bitmap: new AtomicBitmap(100 * PAGE) })]);
+    for (const words of [0, 1]) {
+      assert.throws(() => mem.mergeDirtyLog(G(0), kvmLog(words, words > 0 ? [3] : [])), {
+        name: 'BitmapError',
+        code: 'ERR_BITMAP_LOG_TOO_SHORT',
+        length: 8 * words,
+        expected: 16,
+      });
+    }
+    assert.deepEqual(mem.dirtyRanges(), []);
+    mem.mergeDirtyLog(G(0), kvmLog(2, [3, 99]));
+    assert.deepEqual(mem.harvestDirty(), [
+      { start: 3 * PAGE, length: PAGE },
+      { start: 99 * PAGE, length: PAGE },
+    ]);
+  });
+
+  describe('regions that mark slices of one bitmap (memory over one backing, with an alias)', () => {
+    /**
+     * Backing pages [0, 8), one bitmap over them. Guest [0, 4 pages) shows backing [0, 4); an
+     * alias at 0x100000 shows backing [2, 4) again; guest 0x10000 shows backing page 5. Backing
+     * pages 4, 6 and 7 show nowhere.
+     */
+    function aliased() {
+      const backend = heapBackend(8 * PAGE);
+      const bitmap = new AtomicBitmap(8 * PAGE);
+      const region = (start: number, offset: number, pages: number) =>
+        new GuestMemoryRegion(G(start), backend, { offset, length: pages * PAGE, bitmap: bitmap.sliceAt(offset) });
+      const mem = GuestMemory.fromRegions([region(0x100000, 2 * PAGE, 2), region(0, 0, 4), region(0x10000, 5 * PAGE, 1)]);
+      return { mem, bitmap };
+    }
+
+    it('harvests each backing page once, at the lowest guest address that shows it', () => {
+      const { mem, bitmap } = aliased();
+      mem.writeU8(G(0x101000), 1); // the alias of backing page 3
+      mem.writeU8(G(0x3000), 1); // the same page through its lower address
+      mem.writeU8(G(0x10000), 1); // backing page 5
+      mem.writeU8(G(0x100000), 1); // the alias of backing page 2
+      assert.deepEqual(mem.dirtyRanges(), [
+        { start: 0x2000, length: 2 * PAGE },
+        { start: 0x10000, length: PAGE },
+      ]);
+      assert.deepEqual(mem.harvestDirty(), [
+        { start: 0x2000, length: 2 * PAGE },
+        { start: 0x10000, length: PAGE },
+      ]);
+      assert.equal(bitmap.count(), 0);
+      assert.deepEqual(mem.harvestDirty(), []);
+    });
+
+    it('leaves the pages no region shows dirty, in harvest and reset alike', () => {
+      const { mem, bitmap } = aliased();
+      bitmap.markDirty(4 * PAGE, 1); // e.g. written while it was mapped, before the layout changed
+      bitmap.markDirty(7 * PAGE, 1);
+      mem.writeU8(G(0), 1);
+      assert.deepEqual(mem.harvestDirty(), [{ start: 0, length: PAGE }]);
+      mem.writeU8(G(0), 1);
+      mem.resetDirty();
+      assert.deepEqual(pagesOf(bitmap), [4, 7]);
+    });
+
+    it('merges a per-region log into the slice of the region that starts there', () => {
+      const { mem, bitmap } = aliased();
+      mem.mergeDirtyLog(G(0x100000), kvmLog(1, [1])); // alias page 1: backing page 3
+      assert.deepEqual(pagesOf(bitmap), [3]);
+      assert.throws(() => mem.mergeDirtyLog(G(0x100000), kvmLog(1, [2])), { code: 'ERR_BITMAP_OUT_OF_RANGE', address: 2 * PAGE });
+      assert.deepEqual(mem.harvestDirty(), [{ start: 0x3000, length: PAGE }]);
+    });
+
+    it('refuses to merge into a slice that does not start on a page of its bitmap', () => {
+      const bitmap = new AtomicBitmap(4 * PAGE);
+      const mem = GuestMemory.fromRegions([new GuestMemoryRegion(G(0), heapBackend(2 * PAGE), { bitmap: bitmap.sliceAt(0x800) })]);
+      assert.throws(() => mem.mergeDirtyLog(G(0), kvmLog(1, [0])), { code: 'ERR_NOT_TRACKED', address: 0, length: 2 * PAGE });
+      assert.equal(bitmap.count(), 0);
+      mem.writeU8(G(0x1000), 1); // bitmap byte 0x1800: page 1, reported for the bytes the region shows
+      assert.deepEqual(mem.harvestDirty(), [{ start: 0x800, length: PAGE }]);
+    });
   });
 
   it('keeps the dirty pages of a region that grows (WebAssembly memory grown, region replaced)', () => {

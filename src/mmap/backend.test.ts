@@ -19,6 +19,7 @@ import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AddressError } from '../address/errors.js';
 import { checkNoFileOverlap, MmapBackend, MmapError, MmapFlags, PAGE_SIZE } from './index.js';
+import { native } from './native.js';
 import { meminfo, smapsAt } from './test-support/proc.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'guestmem-mmap-'));
@@ -113,6 +114,38 @@ describe('mapping kinds', () => {
     assert.equal(fstatSync(fd).size, 0x8000);
   });
 
+  test('a memfd is sealed with F_SEAL_SEAL: another holder of the fd cannot add F_SEAL_WRITE', () => {
+    using m = MmapBackend.memfd(0x4000);
+    const fd = m.fd as number;
+    assert.equal(native.getSeals(fd), native.F_SEAL_SHRINK | native.F_SEAL_SEAL);
+    for (const seal of [native.F_SEAL_WRITE, native.F_SEAL_GROW]) {
+      assert.throws(() => native.addSeals(fd, seal), (e: { errno?: number; syscall?: string }) => e.syscall === 'fcntl' && e.errno === 1 /* EPERM */);
+    }
+    assert.equal(native.getSeals(fd), native.F_SEAL_SHRINK | native.F_SEAL_SEAL);
+    m.views().u8[0x3fff] = 7; // guest writes still land
+    using other = MmapBackend.file({ fd, size: 0x4000 });
+    assert.equal(other.views().u8[0x3fff], 7);
+  });
+
+  test('the addon checks the arguments of addSeals, getSeals and zeroPrivate', () => {
+    const bad = { code: 'ERR_INVALID_ARG_VALUE' };
+    using m = MmapBackend.memfd(PAGE_SIZE);
+    const fd = m.fd as number;
+    for (const seals of [0, -1, 0x10000, 1.5, '1']) assert.throws(() => native.addSeals(fd, seals as number), bad, String(seals));
+    assert.throws(() => native.getSeals(-1), bad);
+    const closed = openSync(fileWith(pattern(PAGE_SIZE)), 'r');
+    assert.equal(native.getSeals(closed), 0, 'a regular file has no seals');
+    closeSync(closed);
+    assert.throws(() => native.getSeals(closed), { errno: 9 /* EBADF */, syscall: 'fcntl' });
+    const handle = native.map(2 * PAGE_SIZE, native.MAP_PRIVATE | native.MAP_ANONYMOUS, -1, 0);
+    assert.throws(() => native.zeroPrivate(handle, 1, PAGE_SIZE), bad);
+    assert.throws(() => native.zeroPrivate(handle, 0, PAGE_SIZE + 1), bad);
+    assert.throws(() => native.zeroPrivate(handle, PAGE_SIZE, 2 * PAGE_SIZE), bad);
+    assert.throws(() => native.zeroPrivate({} as typeof handle, 0, PAGE_SIZE), bad);
+    native.release(handle);
+    assert.throws(() => native.zeroPrivate(handle, 0, PAGE_SIZE), { code: 'ERR_BACKEND_CLOSED' });
+  });
+
   test('a shared file mapping writes through to the file at its offset', () => {
     const path = fileWith(pattern(4 * PAGE_SIZE));
     using b = MmapBackend.file({ path, offset: PAGE_SIZE, size: 2 * PAGE_SIZE });
@@ -186,12 +219,44 @@ describe('discard', () => {
     assert.ok((smapsAt(b.address)?.fields.get('Rss') ?? Infinity) < 1 << 20);
   });
 
-  test('a private file mapping reads the file again (its private copies are dropped)', () => {
-    const path = fileWith(pattern(2 * PAGE_SIZE));
-    using b = MmapBackend.file({ path, size: 2 * PAGE_SIZE, shared: false });
-    b.views().u8.fill(0);
+  test('a private file mapping reads zeros, not the file, where discarded; the file and the rest are kept', () => {
+    const path = fileWith(pattern(size));
+    using b = MmapBackend.file({ path, size, shared: false });
+    const u8 = b.views().u8;
+    u8.fill(0xcc, 0, 2 * PAGE_SIZE); // private copies of two pages
+    b.discard(PAGE_SIZE, 8 * PAGE_SIZE);
+    const expected = pattern(size);
+    expected.fill(0xcc, 0, PAGE_SIZE);
+    expected.fill(0, PAGE_SIZE, 9 * PAGE_SIZE);
+    assert.deepEqual(u8, expected);
+    // The zeroed range is memory again: writable, and private.
+    u8.fill(0xdd, 2 * PAGE_SIZE, 3 * PAGE_SIZE);
+    assert.equal(u8[2 * PAGE_SIZE], 0xdd);
+    assert.deepEqual(readFileSync(path), Buffer.from(pattern(size)));
+  });
+
+  test('a pinned private file mapping stays pinned where discarded', (t) => {
+    const path = fileWith(pattern(4 * PAGE_SIZE));
+    let b: MmapBackend;
+    try {
+      b = MmapBackend.file({ path, size: 4 * PAGE_SIZE, shared: false, pin: true });
+    } catch (e) {
+      t.skip(`mlock is not allowed here: ${(e as Error).message}`);
+      return;
+    }
+    using _ = b;
+    b.discard(PAGE_SIZE, PAGE_SIZE);
+    assert.equal(b.views().u8[PAGE_SIZE], 0);
+    assert.equal(smapsAt(b.address + BigInt(PAGE_SIZE))?.fields.get('Locked'), PAGE_SIZE);
+  });
+
+  test('a shared file mapping punches a hole in the file itself', () => {
+    const path = fileWith(pattern(size));
+    using b = MmapBackend.file({ path, size });
     b.discard(0, 2 * PAGE_SIZE);
-    assert.deepEqual(b.views().u8, pattern(2 * PAGE_SIZE));
+    const expected = pattern(size);
+    expected.fill(0, 0, 2 * PAGE_SIZE);
+    assert.deepEqual(readFileSync(path), Buffer.from(expected));
   });
 
   test('unaligned or out-of-range discards are refused', () => {

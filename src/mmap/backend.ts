@@ -2,7 +2,7 @@ import type { BigIntStats } from 'node:fs';
 import { validateIndex } from '../address/address.js';
 import type { BackendDescription, MemoryBackend } from '../backend/backend.js';
 import { BackendError } from '../backend/errors.js';
-import { BackingViews } from '../backend/views.js';
+import { BackingViews, EMPTY_VIEWS } from '../backend/views.js';
 import { hex } from '../errors.js';
 import { MmapError } from './errors.js';
 import { call, host, type NativeHandle, native } from './native.js';
@@ -182,10 +182,10 @@ export class MmapChunk implements MemoryBackend {
   /** Where the chunk starts in its backend. */
   readonly offset: number;
   readonly size: number;
-  readonly #load: () => BackingViews;
+  readonly #load: (defer: boolean) => BackingViews;
 
   /** @internal Made by {@link MmapBackend.chunks}. */
-  constructor(backend: MmapBackend, offset: number, size: number, load: () => BackingViews) {
+  constructor(backend: MmapBackend, offset: number, size: number, load: (defer: boolean) => BackingViews) {
     this.backend = backend;
     this.offset = offset;
     this.size = size;
@@ -214,12 +214,13 @@ export class MmapChunk implements MemoryBackend {
   }
 
   /**
-   * Views of this chunk's bytes, from its first byte.
+   * Views of this chunk's bytes, from its first byte; made on the first call, except inside
+   * {@link deferChunkViews} for this chunk, which answers empty views until then.
    *
    * @throws {BackendError} `ERR_BACKEND_CLOSED` once the backend was closed.
    */
   views(): BackingViews {
-    return this.#load();
+    return this.#load(deferred?.has(this) === true);
   }
 }
 
@@ -299,6 +300,8 @@ export class MmapBackend implements MemoryBackend, Disposable {
   readonly #handle: NativeHandle;
   #fd: number | undefined;
   #closed = false;
+  /** Set by the `pin` option: a discard of a private file mapping pins its new pages too. */
+  #pinned = false;
   readonly #chunks: readonly MmapChunk[];
   /** Views per chunk, made on first use; the buffers are what close() detaches. */
   #views: (BackingViews | undefined)[] = [];
@@ -316,7 +319,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
     const chunks: MmapChunk[] = [];
     for (let offset = 0, i = 0; offset < this.size; offset += init.chunkSize, i++) {
       const size = Math.min(init.chunkSize, this.size - offset);
-      chunks.push(new MmapChunk(this, offset, size, () => this.#chunkViews(i, offset, size)));
+      chunks.push(new MmapChunk(this, offset, size, (defer) => this.#chunkViews(i, offset, size, defer)));
     }
     this.#chunks = chunks;
     if (init.fd !== undefined) fdCleanup.register(this, init.fd, this);
@@ -352,8 +355,9 @@ export class MmapBackend implements MemoryBackend, Disposable {
 
   /**
    * Memory in a new memfd, mapped shared and sealed against shrinking (a shrunk memfd would
-   * SIGBUS every process mapping it). {@link MmapBackend.fd} can go to another process or a
-   * vhost-user device, which then sees the same RAM.
+   * SIGBUS every process mapping it), then sealed with `F_SEAL_SEAL`, so that no other holder of
+   * the fd can add seals (`F_SEAL_WRITE` would break guest writes). {@link MmapBackend.fd} can go
+   * to another process or a vhost-user device, which then sees the same RAM.
    *
    * @throws {MmapError} `ERR_MMAP_FAILED` (with `errno`; `ENOMEM` for hugetlb pages the machine
    *   does not have), `ERR_MMAP_FIXED_FORBIDDEN`, `ERR_MMAP_INVALID_ARGUMENT`.
@@ -370,7 +374,7 @@ export class MmapBackend implements MemoryBackend, Disposable {
     let st: BigIntStats;
     try {
       call(`size the memfd to ${size} bytes`, () => host.fs.ftruncateSync(fd, size));
-      call('seal the memfd against shrinking', () => native.sealShrink(fd));
+      call('seal the memfd', () => native.addSeals(fd, native.F_SEAL_SHRINK | native.F_SEAL_SEAL));
       st = call('stat the memfd', () => host.fs.fstatSync(fd, { bigint: true }));
     } catch (e) {
       host.fs.closeSync(fd);
@@ -542,9 +546,10 @@ export class MmapBackend implements MemoryBackend, Disposable {
 
   /**
    * Frees `[offset, offset + length)` so that it reads as zeros: `MADV_DONTNEED` for private
-   * memory, `MADV_REMOVE` (a hole punched in the memfd, shmem or file: what
+   * anonymous memory, `MADV_REMOVE` (a hole punched in the memfd, shmem or file: what
    * `fallocate(PUNCH_HOLE)` does) for shared memory, which every other mapping then sees too.
-   * A private file mapping is the exception: it reads the file's contents again.
+   * A private file mapping gets fresh anonymous pages over the range (`MADV_DONTNEED` would
+   * bring back the file's contents); the file is untouched, and pinned memory stays pinned.
    *
    * @throws {MmapError} `ERR_MMAP_RANGE` for a range outside the memory or not aligned to
    *   {@link MmapBackend.pageSize}; `ERR_MMAP_READ_ONLY`; `ERR_MMAP_FAILED` (`EOPNOTSUPP` on a
@@ -566,8 +571,15 @@ export class MmapBackend implements MemoryBackend, Disposable {
       );
     }
     if (length === 0) return;
+    const what = `discard ${length} bytes at ${hex(offset)}`;
+    if (this.source === 'file' && !this.mapShared) {
+      call(what, () => native.zeroPrivate(this.#handle, offset, length));
+      // The new pages are a mapping of their own, which the old one's mlock does not cover.
+      if (this.#pinned) call(`pin ${length} bytes at ${hex(offset)}`, () => native.mlock(this.#handle, offset, length));
+      return;
+    }
     const advice = this.mapShared ? native.MADV_REMOVE : native.MADV_DONTNEED;
-    call(`discard ${length} bytes at ${hex(offset)}`, () => native.madvise(this.#handle, offset, length, advice));
+    call(what, () => native.madvise(this.#handle, offset, length, advice));
   }
 
   /**
@@ -625,9 +637,10 @@ export class MmapBackend implements MemoryBackend, Disposable {
     if (this.#closed) throw new BackendError('ERR_BACKEND_CLOSED', 'the mmap backend was closed');
   }
 
-  #chunkViews(i: number, offset: number, size: number): BackingViews {
+  #chunkViews(i: number, offset: number, size: number, defer: boolean): BackingViews {
     this.#checkOpen();
     let v = this.#views[i];
+    if (v === undefined && defer) return EMPTY_VIEWS;
     if (v === undefined) {
       const buffer = call('wrap the mapping', () => native.wrap(this.#handle, offset, size));
       v = new BackingViews(buffer, true);
@@ -668,12 +681,40 @@ export class MmapBackend implements MemoryBackend, Disposable {
         const advice = this.readOnly ? native.MADV_POPULATE_READ : native.MADV_POPULATE_WRITE;
         all('populate', () => native.madvise(this.#handle, 0, this.size, advice));
       }
-      if (options.pin === true) all('pin', () => native.mlock(this.#handle, 0, this.size));
+      if (options.pin === true) {
+        all('pin', () => native.mlock(this.#handle, 0, this.size));
+        this.#pinned = true;
+      }
     } catch (e) {
       this.close();
       throw e;
     }
     return this;
+  }
+}
+
+/** The chunks of the {@link deferChunkViews} running, if any. */
+let deferred: ReadonlySet<MmapChunk> | undefined;
+
+/**
+ * Runs `build`, in which those of `chunks` whose views were not made yet answer
+ * empty views (every access misses them) rather than wrapping their memory; returns what `build`
+ * returns.
+ *
+ * For whoever builds regions over many chunks (a vhost-user memory table of terabytes): a
+ * region keeps the views it was built with and asks its backend again at the first access they
+ * do not cover, so each chunk is wrapped when first used. Wrapping costs more than it seems:
+ * V8 counts each 4 GiB external ArrayBuffer as memory in use and runs a full collection for
+ * "external memory pressure" at every wrap (seen with --trace-gc), so wrapping the 256 chunks of 1 TiB up front took 0.8 s on a quiet machine here, and the 2048
+ * of 8 TiB 9 s (6 s and 67 s on a busy one).
+ */
+export function deferChunkViews<T>(chunks: Iterable<MmapChunk>, build: () => T): T {
+  const outer = deferred;
+  deferred = new Set([...(outer ?? []), ...chunks]);
+  try {
+    return build();
+  } finally {
+    deferred = outer;
   }
 }
 

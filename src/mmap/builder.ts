@@ -3,7 +3,7 @@ import type { MemoryBackend } from '../backend/backend.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
-import { checkNoFileOverlap, MmapBackend, type MmapChunk } from './backend.js';
+import { checkNoFileOverlap, deferChunkViews, MmapBackend, type MmapChunk } from './backend.js';
 import { MmapError } from './errors.js';
 
 /** Options of {@link mmapGuestMemory}. */
@@ -88,9 +88,12 @@ export function mmapGuestMemory(ranges: Iterable<MmapRange>, options: MmapGuestM
     wordsAt += Math.ceil(b.pageCount / 64) * 8;
     return b;
   };
-  return GuestMemory.fromRegions(
-    placed.map(([start, chunk, readOnly]) => new GuestMemoryRegion(start, chunk, { readOnly, bitmap: track(chunk.size) })),
+  // Each chunk's views are made when its region is first used: wrapping is not free.
+  const regions = deferChunkViews(
+    placed.map(([, chunk]) => chunk),
+    () => placed.map(([start, chunk, readOnly]) => new GuestMemoryRegion(start, chunk, { readOnly, bitmap: track(chunk.size) })),
   );
+  return GuestMemory.fromRegions(regions);
 }
 
 /** The `bitmap` of `options`, checked to be an object if given. */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { checkNoFileOverlap, MAX_CHUNK_SIZE, MmapBackend, PAGE_SIZE } from './index.js';
+import { GuestAddress } from '../address/address.js';
+import { checkNoFileOverlap, deferChunkViews, MAX_CHUNK_SIZE, MmapBackend, mmapGuestMemory, PAGE_SIZE } from './index.js';
 import { smapsAt } from './test-support/proc.js';
 
 const GiB = 2 ** 30;
@@ -73,5 +74,34 @@ describe('chunkSize', () => {
     assert.equal(whole.chunks().length, 1);
     assert.equal(whole.chunks()[0].views(), whole.views());
     assert.equal(MmapBackend.fromShared(b.share()).chunks().length, 3, 'a rebuilt backend keeps the chunking');
+  });
+});
+
+describe('chunk views made on first use', () => {
+  test('inside deferChunkViews the named chunks answer empty views until made; others, and made ones, are real', () => {
+    using a = MmapBackend.anonymous(8 * GiB);
+    using other = MmapBackend.anonymous(PAGE_SIZE);
+    const [first, second] = a.chunks();
+    const made = first.views();
+    deferChunkViews(a.chunks(), () => {
+      assert.equal(first.views(), made);
+      assert.equal(second.views().u8.length, 0);
+      assert.equal(other.views().u8.length, PAGE_SIZE);
+    });
+    assert.equal(second.views().u8.length, 4 * GiB);
+    a.close();
+    assert.throws(() => deferChunkViews(a.chunks(), () => second.views()), { code: 'ERR_BACKEND_CLOSED' });
+  });
+
+  test('mmapGuestMemory wraps a chunk when its region is first used', () => {
+    using ram = MmapBackend.memfd(64 * GiB);
+    const before = process.memoryUsage().external;
+    const mem = mmapGuestMemory([[GuestAddress(0), ram]]);
+    assert.equal(mem.numRegions, 16);
+    assert.ok(process.memoryUsage().external - before < 4 * GiB, 'no chunk wrapped');
+    mem.writeU8(GuestAddress(40 * GiB + 5), 9);
+    assert.equal(ram.chunks()[10].views().u8[5], 9);
+    // Within 16 MiB of 4 GiB: other small external buffers come and go meanwhile.
+    assert.ok(Math.abs(process.memoryUsage().external - before - 4 * GiB) < 2 ** 24, 'one chunk wrapped');
   });
 });

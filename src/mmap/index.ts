@@ -12,6 +12,7 @@ export { MmapError, type MmapErrorCode, type MmapErrorDetails } from './errors.j
 export {
   type AnonymousOptions,
   checkNoFileOverlap,
+  deferChunkViews,
   type FileOptions,
   type FromSharedOptions,
   MAX_CHUNK_SIZE,

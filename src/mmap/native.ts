@@ -36,6 +36,10 @@ export interface NativeBinding {
   readonly MADV_HUGEPAGE: number;
   readonly MADV_POPULATE_READ: number;
   readonly MADV_POPULATE_WRITE: number;
+  readonly F_SEAL_SEAL: number;
+  readonly F_SEAL_SHRINK: number;
+  readonly F_SEAL_GROW: number;
+  readonly F_SEAL_WRITE: number;
   map(length: number, flags: number, fd: number, offset: number): NativeHandle;
   acquire(id: number): NativeHandle;
   release(handle: NativeHandle): void;
@@ -43,8 +47,10 @@ export interface NativeBinding {
   detach(buffer: ArrayBuffer): void;
   madvise(handle: NativeHandle, offset: number, length: number, advice: number): void;
   mlock(handle: NativeHandle, offset: number, length: number): void;
+  zeroPrivate(handle: NativeHandle, offset: number, length: number): void;
   memfdCreate(name: string, hugetlb: boolean): number;
-  sealShrink(fd: number): void;
+  addSeals(fd: number, seals: number): void;
+  getSeals(fd: number): number;
   dup(fd: number): number;
 }
 

@@ -4,14 +4,21 @@
  * memory file itself stays plain guest memory (regions in guest-address order, back to back, as
  * Firecracker writes it) that can be mapped or compared as it is.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { hex } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { SnapshotError } from './errors.js';
+import { besidePath, ioError, openRegular, removeQuietly, replaceFiles, uniqueTag, writeNewFile } from './files.js';
 
 /** Identifies the layout files guestmem writes. */
 const FORMAT = 'guestmem-memory-snapshot';
 const VERSION = 1;
+
+/**
+ * The largest layout file read or written (256 MiB): room for millions of data runs, and far
+ * below the engine's limit on one string, so that a hostile file cannot exhaust memory.
+ */
+export const MAX_LAYOUT_BYTES = 256 * 1024 * 1024;
 
 /** A guest region as a snapshot records it. */
 export interface SnapshotRegion {
@@ -53,33 +60,45 @@ export function regionsOf(mem: GuestMemory): SnapshotRegion[] {
   });
 }
 
-/** Writes the layout file of `path`, atomically (a reader sees the old file or the new one). */
+/**
+ * The text of `layout`'s file.
+ *
+ * @throws {SnapshotError} `ERR_SNAPSHOT_LAYOUT_TOO_BIG` when it would pass
+ * {@link MAX_LAYOUT_BYTES}: a snapshot that could not be restored is not written.
+ */
+export function layoutBytes(layout: SnapshotLayout, path: string): Buffer {
+  const text = Buffer.from(`${JSON.stringify({ format: FORMAT, version: VERSION, ...layout })}\n`);
+  if (text.length > MAX_LAYOUT_BYTES) throw tooBig(layoutPath(path), text.length);
+  return text;
+}
+
+/** Replaces the layout file of `path`, atomically and durably (a reader sees the old file or the new one). */
 export function writeLayout(path: string, layout: SnapshotLayout): void {
+  const text = layoutBytes(layout, path);
   const target = layoutPath(path);
-  const temp = `${target}.${process.pid}.tmp`;
+  const tag = uniqueTag();
+  const temp = besidePath(target, tag, 'tmp');
   try {
-    writeFileSync(temp, `${JSON.stringify({ format: FORMAT, version: VERSION, ...layout })}\n`);
-    renameSync(temp, target);
+    writeNewFile(temp, text);
+    replaceFiles([{ temp, target }], tag);
   } catch (err) {
-    throw ioError(err, `writing ${target}`);
+    removeQuietly(temp);
+    throw err instanceof SnapshotError ? err : ioError(err, `writing ${temp}`);
   }
 }
 
 /**
- * Reads and checks the layout file of `path`.
+ * Reads and checks the layout file of `path`. It is opened without blocking and read only if it
+ * is a regular file of at most {@link MAX_LAYOUT_BYTES}.
  *
- * @throws {SnapshotError} `ERR_SNAPSHOT_IO` when it cannot be read; `ERR_SNAPSHOT_INVALID` when it
- * is not a well-formed guestmem layout (regions back to back from offset 0, data runs ascending,
- * disjoint and inside the file) or not of kind `kind`.
+ * @throws {SnapshotError} `ERR_SNAPSHOT_IO` when it cannot be read; `ERR_SNAPSHOT_NOT_A_FILE`
+ * when it is not a regular file (a FIFO, a device, a directory); `ERR_SNAPSHOT_LAYOUT_TOO_BIG`;
+ * `ERR_SNAPSHOT_INVALID` when it is not a well-formed guestmem layout (regions back to back from
+ * offset 0, data runs ascending, disjoint and inside the file) or not of kind `kind`.
  */
 export function readLayout(path: string, kind: SnapshotLayout['kind']): SnapshotLayout {
   const file = layoutPath(path);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw ioError(err, `reading ${file}`);
-  }
+  const text = readCapped(file);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -91,6 +110,40 @@ export function readLayout(path: string, kind: SnapshotLayout['kind']): Snapshot
     throw new SnapshotError('ERR_SNAPSHOT_INVALID', `${file} describes a ${layout.kind} snapshot where a ${kind} one was expected`);
   }
   return layout;
+}
+
+/** The text of the regular file `file`, refused beyond {@link MAX_LAYOUT_BYTES} (even if it grows while read). */
+function readCapped(file: string): string {
+  const { fd, size } = openRegular(file);
+  try {
+    if (size > MAX_LAYOUT_BYTES) throw tooBig(file, size);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      // The whole file and one byte more (to see it end) first; a file that grows, in 64 KiB steps.
+      const chunk = Buffer.allocUnsafe(total < size ? size - total + 1 : 65536);
+      let n: number;
+      try {
+        n = readSync(fd, chunk, 0, chunk.length, total);
+      } catch (err) {
+        throw ioError(err, `reading ${file}`);
+      }
+      if (n === 0) break;
+      total += n;
+      if (total > MAX_LAYOUT_BYTES) throw tooBig(file, total);
+      chunks.push(chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks, total).toString('utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function tooBig(file: string, length: number): SnapshotError {
+  return new SnapshotError('ERR_SNAPSHOT_LAYOUT_TOO_BIG', `${file} has ${hex(length)} bytes, more than a layout may (${hex(MAX_LAYOUT_BYTES)})`, {
+    length,
+    expected: MAX_LAYOUT_BYTES,
+  });
 }
 
 function checkLayout(raw: unknown, file: string): SnapshotLayout {
@@ -148,10 +201,4 @@ export function sameRegions(a: readonly SnapshotRegion[], b: readonly SnapshotRe
 
 function isCount(x: unknown): x is number {
   return Number.isSafeInteger(x) && (x as number) >= 0;
-}
-
-/** Wraps a system error of `what`. */
-export function ioError(err: unknown, what: string): SnapshotError {
-  const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-  return new SnapshotError('ERR_SNAPSHOT_IO', `${what} failed: ${code}`, { cause: err });
 }

@@ -2,13 +2,14 @@
  * Loading memory snapshots: a full snapshot plus any chain of diffs into guest memory, and
  * merging a chain of diffs into the full snapshot's file (Firecracker's rebase).
  */
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, readSync, writeSync } from 'node:fs';
 import { MemoryRegionAddress } from '../address/address.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { hex } from '../errors.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
 import { SnapshotError } from './errors.js';
-import { checkSameLayout, ioError, readLayout, sameRegions, type SnapshotLayout, writeLayout } from './layout.js';
+import { ioError, openRegular } from './files.js';
+import { checkSameLayout, readLayout, sameRegions, type SnapshotLayout, writeLayout } from './layout.js';
 import { PROGRESS_STEP, type ProgressCallback, validateOptions, type WriteSnapshotOptions } from './write.js';
 
 /** Options of {@link restoreSnapshot} and {@link mergeSnapshots}. */
@@ -27,16 +28,17 @@ interface OpenSnapshot {
 /**
  * Loads the full snapshot at `path`, then each of `options.diffs` in order, into `mem`, which must
  * have the snapshot's layout. Bytes outside the full snapshot's data runs become zeros. Every
- * file is checked (layout, kind, length) before the first byte of memory changes, so a mismatch
- * or a truncated file leaves `mem` untouched. Afterwards every tracked region is clean: the
+ * file is opened without blocking and checked (a regular file; layout, kind, length; a layout of
+ * at most `MAX_LAYOUT_BYTES`) before the first byte of memory changes, so a FIFO, a device, a
+ * directory, a mismatch or a truncated file leaves `mem` untouched. Afterwards every tracked region is clean: the
  * restored memory is the baseline of the next diff.
  *
  * Regions must be writable. A read error after the checks (the disk failing mid-way) is thrown as
  * `ERR_SNAPSHOT_IO` and leaves memory partly restored.
  *
  * @throws {SnapshotError} `ERR_SNAPSHOT_INVALID`, `ERR_SNAPSHOT_LAYOUT_MISMATCH`,
- * `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG` (bad options, or a read-only
- * region in `mem`).
+ * `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_NOT_A_FILE`, `ERR_SNAPSHOT_LAYOUT_TOO_BIG`,
+ * `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG` (bad options, or a read-only region in `mem`).
  */
 export function restoreSnapshot(mem: GuestMemory, path: string, options: RestoreSnapshotOptions = {}): void {
   const onProgress = validateOptions(options);
@@ -91,7 +93,8 @@ export function restoreSnapshot(mem: GuestMemory, path: string, options: Restore
  * file that must not be restored until the same merge is run again, which completes it.
  *
  * @throws {SnapshotError} `ERR_SNAPSHOT_INVALID`, `ERR_SNAPSHOT_LAYOUT_MISMATCH` (a diff of
- * another layout), `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG`.
+ * another layout), `ERR_SNAPSHOT_TRUNCATED`, `ERR_SNAPSHOT_NOT_A_FILE`,
+ * `ERR_SNAPSHOT_LAYOUT_TOO_BIG`, `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG`.
  */
 export function mergeSnapshots(path: string, options: RestoreSnapshotOptions = {}): SnapshotLayout {
   const onProgress = validateOptions(options);
@@ -115,10 +118,12 @@ export function mergeSnapshots(path: string, options: RestoreSnapshotOptions = {
       data = unionOf(data, d.layout.data);
     }
     const layout: SnapshotLayout = { ...base.layout, data };
+    // The data first, then the layout that claims it.
+    io(() => fsyncSync(base.fd), `syncing ${base.path}`);
     writeLayout(path, layout);
     onProgress?.(total, total);
     return layout;
-  }, 'r+');
+  }, true);
 }
 
 /** Opens and checks the full snapshot and the diffs, runs `body`, and closes them all. */
@@ -126,34 +131,29 @@ function withSnapshots<T>(
   path: string,
   diffPaths: readonly string[],
   body: (base: OpenSnapshot, diffs: OpenSnapshot[]) => T,
-  baseFlags = 'r',
+  writeBase = false,
 ): T {
   const opened: OpenSnapshot[] = [];
   try {
-    opened.push(openSnapshot(path, 'full', baseFlags));
-    for (const d of diffPaths) opened.push(openSnapshot(d, 'diff', 'r'));
+    opened.push(openSnapshot(path, 'full', writeBase));
+    for (const d of diffPaths) opened.push(openSnapshot(d, 'diff', false));
     return body(opened[0], opened.slice(1));
   } finally {
     for (const s of opened) closeSync(s.fd);
   }
 }
 
-function openSnapshot(path: string, kind: SnapshotLayout['kind'], flags: string): OpenSnapshot {
+function openSnapshot(path: string, kind: SnapshotLayout['kind'], write: boolean): OpenSnapshot {
   const layout = readLayout(path, kind);
-  const fd = io(() => openSync(path, flags), `opening ${path}`);
-  try {
-    const { size } = fstatSync(fd);
-    if (size < layout.size) {
-      throw new SnapshotError('ERR_SNAPSHOT_TRUNCATED', `${path} has ${hex(size)} bytes, its layout says ${hex(layout.size)}`, {
-        expected: layout.size,
-        completed: size,
-      });
-    }
-    return { path, layout, fd };
-  } catch (err) {
+  const { fd, size } = openRegular(path, write);
+  if (size < layout.size) {
     closeSync(fd);
-    throw err;
+    throw new SnapshotError('ERR_SNAPSHOT_TRUNCATED', `${path} has ${hex(size)} bytes, its layout says ${hex(layout.size)}`, {
+      expected: layout.size,
+      completed: size,
+    });
   }
+  return { path, layout, fd };
 }
 
 function checkSameRegions(diff: OpenSnapshot, base: OpenSnapshot): void {

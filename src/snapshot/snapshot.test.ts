@@ -1,19 +1,25 @@
 /** Memory snapshots: full, diff, merge and restore round trips, sparseness, and every error. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import fs, { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { basename, join } from 'node:path';
+import { after, describe, it, mock } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { GuestAddress } from '../address/address.js';
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
-import { layoutPath } from './layout.js';
+import type { SnapshotError } from './errors.js';
+import { layoutPath, MAX_LAYOUT_BYTES } from './layout.js';
 import { mergeSnapshots, restoreSnapshot } from './restore.js';
 import { writeDiffSnapshot, writeFullSnapshot } from './write.js';
 
 const PAGE = 4096;
+const execFileAsync = promisify(execFile);
 const G = GuestAddress;
 const dir = mkdtempSync(join(tmpdir(), 'guestmem-snapshot-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,6 +70,13 @@ function contents(mem: GuestMemory): Uint8Array[] {
     r.readSlice(0 as never, out);
     return out;
   });
+}
+
+/** Fresh memory of the usual layout with the snapshot at `path` (and `diffs`) restored into it. */
+function restored(path: string, diffs: string[] = []): GuestMemory {
+  const mem = build();
+  restoreSnapshot(mem, path, { diffs });
+  return mem;
 }
 
 /** Bytes the file really occupies on disk. */
@@ -151,10 +164,33 @@ describe('diff snapshots', () => {
     const mem = build();
     scribble(mem, rng(5), 10);
     const before = mem.dirtyRanges();
-    assert.throws(() => writeDiffSnapshot(mem, '/dev/full'), { code: 'ERR_SNAPSHOT_IO' });
+    const stop = () => {
+      throw new Error('stop');
+    };
+    assert.throws(() => writeDiffSnapshot(mem, file('stopped-diff'), { onProgress: stop }), { code: 'ERR_SNAPSHOT_IO' });
     assert.deepEqual(mem.dirtyRanges(), before);
-    assert.throws(() => writeFullSnapshot(mem, '/dev/full'), { code: 'ERR_SNAPSHOT_IO' });
+    assert.throws(() => writeFullSnapshot(mem, file('stopped-full'), { onProgress: stop }), { code: 'ERR_SNAPSHOT_IO' });
     assert.deepEqual(mem.dirtyRanges(), before);
+  });
+
+  it('refuses to replace anything but a regular file, before taking or writing anything', () => {
+    const mem = build();
+    scribble(mem, rng(9), 10);
+    const before = mem.dirtyRanges();
+    const target = file('link-target');
+    writeFileSync(target, 'keep');
+    const link = file('link');
+    symlinkSync(target, link);
+    const layoutDir = file('layout-dir');
+    mkdirSync(layoutPath(layoutDir));
+    for (const [path, why] of [['/dev/full', 'a device'], [dir, 'a directory'], [link, 'a symbolic link'], [layoutDir, 'a directory as layout']]) {
+      assert.throws(() => writeDiffSnapshot(mem, path), { name: 'SnapshotError', code: 'ERR_SNAPSHOT_NOT_A_FILE' }, why);
+      assert.throws(() => writeFullSnapshot(mem, path), { name: 'SnapshotError', code: 'ERR_SNAPSHOT_NOT_A_FILE' }, why);
+    }
+    assert.deepEqual(mem.dirtyRanges(), before);
+    assert.ok(statSync('/dev/full').isCharacterDevice());
+    assert.equal(readFileSync(target, 'utf8'), 'keep');
+    assert.equal(existsSync(layoutDir), false);
   });
 
   it('refuses memory with an untracked region before taking or writing anything', () => {
@@ -255,19 +291,23 @@ describe('snapshot errors leave the target untouched', () => {
     assert.deepEqual(contents(target), before);
   });
 
-  it('a snapshot that fails part-way leaves no layout to pair with a half-written file', () => {
-    const m = build();
-    m.writeU8(G(0), 1);
-    const path = file('overwritten');
-    writeFullSnapshot(m, path);
-    m.writeU8(G(0), 0);
-    m.writeU8(G(320 * PAGE - 1), 2); // now only the last page holds data: the first write reaches the end
-    const stop = () => {
-      throw new Error('stop');
-    };
-    assert.throws(() => writeFullSnapshot(m, path, { onProgress: stop }), { code: 'ERR_SNAPSHOT_IO' });
-    assert.equal(statSync(path).size, m.totalSize, 'the half-written file is full length');
-    refuses('ERR_SNAPSHOT_IO', (t) => restoreSnapshot(t, path));
+  it('a layout file larger than MAX_LAYOUT_BYTES, before reading it', () => {
+    const big = file('big-layout');
+    writeFileSync(big, readFileSync(base));
+    writeFileSync(layoutPath(big), '');
+    truncateSync(layoutPath(big), MAX_LAYOUT_BYTES + 1); // sparse: nothing is allocated
+    refuses('ERR_SNAPSHOT_LAYOUT_TOO_BIG', (t) => restoreSnapshot(t, big));
+    assert.throws(() => restoreSnapshot(build(), big), { length: MAX_LAYOUT_BYTES + 1, expected: MAX_LAYOUT_BYTES });
+    assert.throws(() => mergeSnapshots(base, { diffs: [big] }), { code: 'ERR_SNAPSHOT_LAYOUT_TOO_BIG' });
+  });
+
+  it('a layout that is a symbolic link to a regular file is followed', () => {
+    const linked = file('linked');
+    writeFileSync(linked, readFileSync(base));
+    symlinkSync(layoutPath(base), layoutPath(linked));
+    const target = build();
+    restoreSnapshot(target, linked);
+    assert.deepEqual(contents(target), contents(restored(base)));
   });
 
   it('bad arguments', () => {
@@ -276,4 +316,137 @@ describe('snapshot errors leave the target untouched', () => {
     assert.throws(() => writeFullSnapshot(mem, file('x'), null as never), { code: 'ERR_INVALID_ARG' });
     assert.throws(() => mergeSnapshots(base, { diffs: [1 as never] }), { code: 'ERR_INVALID_ARG' });
   });
+});
+
+describe('a snapshot that fails at any step leaves the previous one restorable', () => {
+  /** The file system calls of writing a snapshot: each is made to fail in turn. */
+  const CALLS = ['lstatSync', 'openSync', 'writeSync', 'ftruncateSync', 'fsyncSync', 'closeSync', 'renameSync'] as const;
+
+  /**
+   * Runs `op` with the `k`-th call (from 1) of {@link CALLS} failing with EIO, and returns how
+   * many such calls `op` made and what it threw.
+   */
+  function failingAt(k: number, op: () => void): { calls: number; error: unknown } {
+    let calls = 0;
+    for (const name of CALLS) {
+      const real = fs[name] as (...args: unknown[]) => unknown;
+      mock.method(fs, name, (...args: unknown[]) => {
+        if (++calls === k) throw Object.assign(new Error(`${name} failed (injected)`), { code: 'EIO' });
+        return real.apply(fs, args);
+      });
+    }
+    syncBuiltinESMExports();
+    try {
+      op();
+      return { calls, error: undefined };
+    } catch (error) {
+      return { calls, error };
+    } finally {
+      mock.restoreAll();
+      syncBuiltinESMExports();
+    }
+  }
+
+  /** Files beside `path` that a snapshot of it made and did not remove. */
+  const leftovers = (path: string) => readdirSync(dir).filter((f) => f.startsWith(`${basename(path)}.`) && /\.(tmp|old)$/.test(f));
+
+  for (const kind of ['full', 'diff'] as const) {
+    it(`a ${kind} snapshot over an older one`, () => {
+      const write = kind === 'full' ? writeFullSnapshot : writeDiffSnapshot;
+      const mem = build();
+      scribble(mem, rng(20), 20);
+      const base = file(`steps-${kind}-base`);
+      writeFullSnapshot(mem, base);
+      scribble(mem, rng(21), 10);
+      const path = kind === 'full' ? base : file(`steps-${kind}`);
+      if (kind === 'diff') write(mem, path);
+      const diffs = kind === 'diff' ? [path] : [];
+      const old = contents(mem);
+      scribble(mem, rng(22), 10);
+      const dirty = mem.dirtyRanges();
+      let failed = 0;
+      for (let k = 1; ; k++) {
+        const { calls, error } = failingAt(k, () => write(mem, path));
+        if (error === undefined) {
+          assert.ok(k > calls, `the snapshot succeeded although call ${k} of ${calls} failed`);
+          break;
+        }
+        failed++;
+        assert.equal((error as SnapshotError).code, 'ERR_SNAPSHOT_IO', `call ${k}: ${(error as Error).message}`);
+        assert.deepEqual(mem.dirtyRanges(), dirty, `call ${k}: the taken pages are back`);
+        assert.deepEqual(contents(restored(base, diffs)), old, `call ${k}: the previous snapshot restores`);
+        assert.deepEqual(leftovers(path), [], `call ${k}: no new file is left beside the old ones`);
+      }
+      // lstat x2, open, ftruncate, fsync, close, then the layout's open, write, fsync, close, the
+      // four renames and the directory's open, fsync and close.
+      assert.ok(failed >= 17, `${failed} steps failed in turn`);
+      assert.deepEqual(contents(restored(base, diffs)), contents(mem), 'the snapshot that went through restores the new state');
+      assert.deepEqual(leftovers(path), []);
+    });
+  }
+});
+
+describe('hostile files are refused before memory changes, without blocking', () => {
+  const child = fileURLToPath(new URL('./test-support/restore-child.js', import.meta.url));
+  const mem = GuestMemory.fromRegions([new GuestMemoryRegion(G(0), heapBackend(PAGE), { bitmap: new AtomicBitmap(PAGE) })]);
+  const base = file('hostile-base');
+  writeFullSnapshot(mem, base); // all zeros: restoring it changes every byte of the child's memory
+  mem.writeU8(G(7), 7);
+  const diff = file('hostile-diff');
+  writeDiffSnapshot(mem, diff);
+
+  /**
+   * Runs a restore (into a page of 0xa5 bytes) or a merge in a child process, killed after 20 s:
+   * a build that blocks on a FIFO fails this test rather than hanging the suite.
+   */
+  async function inChild(op: 'restore' | 'merge', path: string, diffs: string[] = []): Promise<{ code: string | null; unchanged: boolean }> {
+    try {
+      const { stdout } = await execFileAsync(process.execPath, [child, JSON.stringify({ op, path, diffs })], { timeout: 20_000 });
+      return JSON.parse(stdout);
+    } catch (err) {
+      assert.fail((err as { killed?: boolean }).killed ? `${op} of ${path} blocked: killed after 20 s` : String(err));
+    }
+  }
+
+  /** A snapshot at a new path whose memory file (`'memory'`) or layout (`'layout'`) is made by `make`, the other copied from `from`. */
+  function hostile(from: string, which: 'memory' | 'layout', make: (path: string) => void): string {
+    const path = file(`hostile-${which}`);
+    if (which === 'memory') {
+      make(path);
+      copyFileSync(layoutPath(from), layoutPath(path));
+    } else {
+      copyFileSync(from, path);
+      make(layoutPath(path));
+    }
+    return path;
+  }
+  const fifo = (path: string) => execFileSync('mkfifo', [path]);
+  const noMkfifo = spawnSync('mkfifo', ['--version']).error;
+
+  const cases: [string, () => ['restore' | 'merge', string, string[]]][] = [
+    ['a FIFO as memory file', () => ['restore', hostile(base, 'memory', fifo), []]],
+    ['a FIFO as layout', () => ['restore', hostile(base, 'layout', fifo), []]],
+    ['a FIFO as diff file', () => ['restore', base, [hostile(diff, 'memory', fifo)]]],
+    ['a FIFO as diff layout', () => ['restore', base, [hostile(diff, 'layout', fifo)]]],
+    ['a layout that is a symbolic link to /dev/zero', () => ['restore', hostile(base, 'layout', (p) => symlinkSync('/dev/zero', p)), []]],
+    ['a directory as memory file', () => ['restore', hostile(base, 'memory', mkdirSync), []]],
+    ['a directory as diff file', () => ['restore', base, [hostile(diff, 'memory', mkdirSync)]]],
+    ['a FIFO as diff file of a merge', () => ['merge', base, [hostile(diff, 'memory', fifo)]]],
+    ['a FIFO as layout of a merge', () => ['merge', hostile(base, 'layout', fifo), [diff]]],
+    ['a directory as base of a merge', () => ['merge', hostile(base, 'memory', mkdirSync), [diff]]],
+  ];
+  for (const [why, make] of cases) {
+    it(why, async (t) => {
+      if (why.includes('FIFO') && noMkfifo !== undefined) {
+        t.skip(`mkfifo cannot be run here: ${noMkfifo.message}`);
+        return;
+      }
+      const [op, path, diffs] = make();
+      const baseBytes = readFileSync(base);
+      const { code, unchanged } = await inChild(op, path, diffs);
+      assert.equal(code, 'ERR_SNAPSHOT_NOT_A_FILE');
+      if (op === 'restore') assert.ok(unchanged, 'memory kept its bytes');
+      else assert.deepEqual(readFileSync(base), baseBytes, 'the base file was not written');
+    });
+  }
 });

@@ -6,14 +6,15 @@
  * Snapshot a paused guest: pages that change while a snapshot is written are caught by the next
  * diff (their dirty bits are set again), but the snapshot itself is then not a consistent state.
  */
-import { closeSync, ftruncateSync, openSync, rmSync } from 'node:fs';
+import { closeSync, fsyncSync, ftruncateSync, openSync } from 'node:fs';
 import { type GuestAddress, MemoryRegionAddress } from '../address/address.js';
 import { atomicBitmapTarget } from '../bitmap/atomic-bitmap.js';
 import { NO_BITMAP } from '../bitmap/bitmap.js';
 import type { GuestDirtyRange, GuestMemory } from '../memory/guest-memory.js';
 import type { GuestMemoryRegion } from '../region/region.js';
 import { SnapshotError } from './errors.js';
-import { ioError, layoutPath, regionsOf, type SnapshotLayout, writeLayout } from './layout.js';
+import { besidePath, checkReplaceable, ioError, removeQuietly, replaceFiles, uniqueTag, writeNewFile } from './files.js';
+import { layoutBytes, layoutPath, regionsOf, type SnapshotLayout } from './layout.js';
 
 /** Called as a snapshot proceeds: `done` of `total` bytes handled. */
 export type ProgressCallback = (done: number, total: number) => void;
@@ -34,13 +35,19 @@ const SCAN_PAGE = 4096;
  * Writes all of `mem` to `path` (regions in guest-address order, back to back) and its layout
  * to `path.json`. Zero pages are not written: the file is sparse there, as Firecracker's are.
  *
+ * The new files are written beside the old ones (`<name>.<tag>.tmp`), fsynced, and renamed into
+ * place only when complete, the layout last; the directory is fsynced after. A snapshot that
+ * fails at any step leaves the one that was at `path` before intact and restorable. `path` and `path.json`, where they exist, must be
+ * regular files (they are replaced, not written through).
+ *
  * The full snapshot is the baseline of the next diff: the dirty pages of every tracked region are
  * taken before the copy starts (pages written meanwhile stay dirty). If the snapshot fails they are
- * put back, so no dirty page is lost, and `path` is left without a layout file: a snapshot that
- * was there before is gone, never paired with a half-written memory file.
+ * put back, so no dirty page is lost.
  *
  * @returns The layout written.
- * @throws {SnapshotError} `ERR_SNAPSHOT_IO` (with the system error as `cause`), `ERR_INVALID_ARG`.
+ * @throws {SnapshotError} `ERR_SNAPSHOT_NOT_A_FILE` (checked before anything is taken or
+ * written), `ERR_SNAPSHOT_IO` (with the system error as `cause`), `ERR_SNAPSHOT_LAYOUT_TOO_BIG`,
+ * `ERR_INVALID_ARG`.
  */
 export function writeFullSnapshot(mem: GuestMemory, path: string, options: WriteSnapshotOptions = {}): SnapshotLayout {
   const onProgress = validateOptions(options);
@@ -51,16 +58,17 @@ export function writeFullSnapshot(mem: GuestMemory, path: string, options: Write
  * Writes the pages of `mem` dirtied since the last snapshot or harvest to `path`, each at its
  * offset in a full-size sparse file (Firecracker's diff format), and the layout, which lists the
  * runs written, to `path.json`. The dirty pages are taken (harvested) first; if the snapshot
- * fails they are put back and `path` is left without a layout file, as for a full snapshot.
+ * fails they are put back and the snapshot that was at `path` stays, as for a full snapshot.
  *
- * @returns The layout written.
  * Memory whose regions mark slices of one bitmap (a `MemoryManager`'s) is taken as
  * `GuestMemory.harvestDirty` does: a page that shows at several guest addresses is written once,
  * at the lowest.
  *
+ * @returns The layout written.
  * @throws {SnapshotError} `ERR_SNAPSHOT_UNTRACKED` naming a region without an `AtomicBitmap`
- * or a slice of one (its changes would be missed; checked before anything is taken or
- * written), `ERR_SNAPSHOT_IO`, `ERR_INVALID_ARG`.
+ * or a slice of one (its changes would be missed), `ERR_SNAPSHOT_NOT_A_FILE` (both checked
+ * before anything is taken or written), `ERR_SNAPSHOT_IO`, `ERR_SNAPSHOT_LAYOUT_TOO_BIG`,
+ * `ERR_INVALID_ARG`.
  */
 export function writeDiffSnapshot(mem: GuestMemory, path: string, options: WriteSnapshotOptions = {}): SnapshotLayout {
   const onProgress = validateOptions(options);
@@ -96,8 +104,10 @@ function regionRuns(mem: GuestMemory, ranges: Taken): Run[] {
 }
 
 /**
- * The common part: open the file, take the dirty pages, write the runs `choose` picks (region,
- * offset in it, length), size the file, write the layout; on failure put the pages back.
+ * The common part: check the targets, open a new file beside `path`, take the dirty pages, write
+ * the runs `choose` picks (region, offset in it, length), size and sync the file, write the
+ * layout beside its target, then rename both into place; on failure put the pages back and
+ * remove the new files.
  */
 function writeSnapshot(
   mem: GuestMemory,
@@ -109,13 +119,16 @@ function writeSnapshot(
   const regions = regionsOf(mem);
   const fileOffsets = new Map(mem.regions().map((r, i) => [r, regions[i].fileOffset]));
   const size = mem.totalSize;
-  let fd: number;
+  checkReplaceable(path);
+  checkReplaceable(layoutPath(path));
+  const tag = uniqueTag();
+  const memory = { temp: besidePath(path, tag, 'tmp'), target: path };
+  const layoutFile = { temp: besidePath(layoutPath(path), tag, 'tmp'), target: layoutPath(path) };
+  let fd: number | undefined;
   try {
-    // The old layout goes first: it must never describe the memory file this one overwrites.
-    rmSync(layoutPath(path), { force: true });
-    fd = openSync(path, 'w');
+    fd = openSync(memory.temp, 'wx');
   } catch (err) {
-    throw ioError(err, `opening ${path}`);
+    throw ioError(err, `creating ${memory.temp}`);
   }
   // Memory with a bitmap that cannot be harvested gets no diff after a full snapshot: take nothing.
   const harvestable = mem.regions().every((r) => r.bitmap === NO_BITMAP || atomicBitmapTarget(r.bitmap) !== undefined);
@@ -139,17 +152,29 @@ function writeSnapshot(
       else data.push([fileAt, n]);
     }
     ftruncateSync(fd, size);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
     const layout: SnapshotLayout = { kind, size, regions, data };
-    writeLayout(path, layout);
+    writeNewFile(layoutFile.temp, layoutBytes(layout, path));
+    // Before the commit: a callback that throws still leaves the previous snapshot in place.
     onProgress?.(total, total);
+    replaceFiles([memory, layoutFile], tag);
     return layout;
   } catch (err) {
     // Put the taken pages back: the next snapshot or harvest must still see them.
     for (const [r, at, n] of regionRuns(mem, taken)) r.bitmap.markDirty(at, n);
+    if (fd !== undefined) closeQuietly(fd);
+    for (const f of [memory.temp, layoutFile.temp]) removeQuietly(f);
     throw err instanceof SnapshotError ? err : ioError(err, `writing ${path}`);
-  } finally {
-    closeSync(fd);
   }
+}
+
+/** Cleanup after a failure, which is what is reported: its own errors would only hide it. */
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {}
 }
 
 /** The runs of `region` that hold a non-zero byte, in whole scan pages (the last one cut at the end). */

@@ -18,9 +18,10 @@ import {
 } from '../virtio/blk.js';
 import { VhostUserBlkDevice } from './blk-device.js';
 import { VhostUserError } from './errors.js';
-import { Request as R } from './protocol.js';
+import { MmapBackend } from '../mmap/backend.js';
+import { bit, Feature, Request as R } from './protocol.js';
 import { closeFd, connectUnix, eventfdRead, eventfdWrite } from './sys.js';
-import { configPayload, FakeFrontend } from './test-support/frontend.js';
+import { configPayload, FakeFrontend, logPayload } from './test-support/frontend.js';
 import { connect, guest, negotiate, setupVring, until } from './test-support/harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'guestmem-vhost-blk-'));
@@ -122,6 +123,49 @@ describe('VhostUserBlkDevice', () => {
     [ring.kick, ring.call].forEach(closeFd);
     closeSync(fd);
     g.ram.close();
+  });
+
+  test('dirty log: data a disk writes after the front-end cleared the log is logged when the request completes', async () => {
+    const logMem = MmapBackend.memfd(4096, { name: 'fake-log' });
+    // 3 MiB of guest physical pages: 96 bytes of log.
+    const log = logMem.views().u8.subarray(0, 96);
+    const marked = (gpa: number) => (log[Math.floor(gpa / 4096 / 8)] & (1 << (Math.floor(gpa / 4096) % 8))) !== 0;
+    const disk: BlockDisk = {
+      size: SECTORS * 512,
+      readOnly: true,
+      read(dst, offset, length) {
+        // The front-end takes (clears) the log while the disk's readv is under way.
+        log.fill(0);
+        dst.views()[0].fill(0xab, offset, offset + length);
+      },
+      write: () => {},
+      flush: () => {},
+      discard: () => {},
+      writeZeroes: () => {},
+    };
+    const device = new VhostUserBlkDevice(new VirtioBlk(disk, { queueSize: 16 }));
+    const g = guest();
+    const { fe, closed } = connect(device);
+    await negotiate(fe, g, bit(Feature.LOG_ALL));
+    assert.equal(await fe.ask(R.SET_LOG_BASE, logPayload(96, 0), [logMem.fd as number]), 0n);
+    const { drv, kick, call } = setupVring(fe, g);
+    try {
+      await until(() => eventfdRead(call) === undefined, 'the queue');
+      // Header, data and status share the page at 2 MiB; the data also reaches the next page.
+      const posted = drv.post([header(VIRTIO_BLK_T_IN, 0)], [8 * 512, 1]);
+      drv.kick();
+      eventfdWrite(kick);
+      await until(() => drv.used().length === 1, 'the request');
+      const data = posted.writable[0];
+      assert.equal(g.memory.readU8(data.addr), 0xab);
+      assert.ok(marked(data.addr) && marked(data.addr + data.len - 1), 'both data pages are logged');
+    } finally {
+      fe.close();
+      await closed;
+      [kick, call].forEach(closeFd);
+      logMem.close();
+      g.ram.close();
+    }
   });
 
   test('offers MQ for several queues and RO for a read-only image; refuses a bad queue count', () => {

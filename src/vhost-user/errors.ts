@@ -20,6 +20,14 @@ export type VhostUserErrorCode =
   | 'ERR_VHOST_USER_STATE'
   /** A dirty log that cannot be used (wrong size, no fd, not mappable). */
   | 'ERR_VHOST_USER_LOG'
+  /**
+   * A memory or log fd that is not sealed against shrinking (`F_SEAL_SHRINK`): mapping it would
+   * let the front-end kill this process with SIGBUS. Refused unless the front-end is trusted
+   * (`allowUnsealedMemory`).
+   */
+  | 'ERR_VHOST_USER_UNSEALED'
+  /** The front-end did not open the session (SET_OWNER) within the negotiation timeout. */
+  | 'ERR_VHOST_USER_TIMEOUT'
   /** The peer closed the connection, or it was closed here. */
   | 'ERR_VHOST_USER_CLOSED';
 

@@ -12,9 +12,9 @@ export { VhostUserError, type VhostUserErrorCode, type VhostUserErrorDetails } f
 export type { QueueNotifier, VhostUserDevice } from './device.js';
 export { MAX_BLK_QUEUES, VhostUserBlkDevice, type VhostUserBlkOptions } from './blk-device.js';
 export { VhostUserLog } from './log.js';
-export { type MemoryRegionDescription, VhostUserMemoryTable } from './memory.js';
+export { DEFAULT_MAX_MEMORY, type MemoryRegionDescription, type MemoryTableOptions, VhostUserMemoryTable } from './memory.js';
 export { bit, Feature, MAX_MEM_REGIONS, MAX_MEM_SLOTS, ProtocolFeature, Request, requestName } from './protocol.js';
-export { PROTOCOL_FEATURES, type SessionOptions, VhostUserSession } from './session.js';
+export { DEFAULT_NEGOTIATION_TIMEOUT, PROTOCOL_FEATURES, type SessionOptions, VhostUserSession } from './session.js';
 export { type ServerOptions, VhostUserServer } from './server.js';
 export {
   accept,
@@ -30,6 +30,7 @@ export {
   type Received,
   recvMsg,
   sendMsg,
+  shrinkSealed,
   socketPair,
   watch,
 } from './sys.js';

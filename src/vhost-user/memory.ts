@@ -1,11 +1,47 @@
 import { GuestAddress } from '../address/address.js';
 import { hex } from '../errors.js';
 import { GuestMemory } from '../memory/guest-memory.js';
-import { MmapBackend, PAGE_SIZE } from '../mmap/backend.js';
+import { deferChunkViews, MmapBackend, PAGE_SIZE } from '../mmap/backend.js';
 import { GuestMemoryRegion } from '../region/region.js';
-import { VhostUserError } from './errors.js';
+import { VhostUserError, type VhostUserErrorDetails } from './errors.js';
 import type { VhostUserLog } from './log.js';
 import { MAX_MEM_REGIONS, MAX_MEM_SLOTS } from './protocol.js';
+import { shrinkSealed } from './sys.js';
+
+/** The default of {@link MemoryTableOptions.maxBytes}: 1 TiB. */
+export const DEFAULT_MAX_MEMORY: number = 2 ** 40;
+
+/** How a {@link VhostUserMemoryTable} treats what the front-end sends. */
+export interface MemoryTableOptions {
+  /**
+   * Map fds that are not sealed against shrinking (regular files, unsealed memfds). Default
+   * false. Only for a trusted front-end: one that truncates such a file kills this process with
+   * SIGBUS at the next access to the lost pages, which JavaScript cannot catch.
+   */
+  allowUnsealed?: boolean | undefined;
+  /**
+   * The most bytes the table may map, all regions together. Default {@link DEFAULT_MAX_MEMORY}.
+   * Memory is mapped sparse and wrapped when first used, so this bounds address space and
+   * bookkeeping, not RAM.
+   */
+  maxBytes?: number | undefined;
+}
+
+/**
+ * Refuses an fd that is not sealed against shrinking, unless `allowUnsealed`.
+ *
+ * @param what - What the fd is for, as the message names it (`'memory region gpa 0x0'`).
+ * @throws {VhostUserError} `ERR_VHOST_USER_UNSEALED`; `ERR_VHOST_USER_SYSTEM` for a bad fd.
+ */
+export function checkSealed(fd: number, what: string, allowUnsealed: boolean | undefined, details: VhostUserErrorDetails = {}): void {
+  if (allowUnsealed === true || shrinkSealed(fd)) return;
+  throw new VhostUserError(
+    'ERR_VHOST_USER_UNSEALED',
+    `the fd of ${what} is not sealed against shrinking (F_SEAL_SHRINK): a front-end that truncated it would kill this process with SIGBUS. ` +
+      "QEMU's memory-backend-memfd seals by default; to trust this front-end anyway, set allowUnsealedMemory (guestmem-vhost-user-blk --allow-unsealed-memory)",
+    details,
+  );
+}
 
 /** One region of a vhost-user memory table, as the front-end describes it. */
 export interface MemoryRegionDescription {
@@ -89,16 +125,26 @@ export class VhostUserMemoryTable implements Disposable {
    * closes them). Every region's dirty bitmap is `log.sliceAt(its guest address)`.
    *
    * @throws {VhostUserError} `ERR_VHOST_USER_FDS` when the fd count differs from the region
-   *   count; `ERR_VHOST_USER_MEM_TABLE` for no or too many regions, regions that overlap in guest
-   *   or user addresses, or a region its fd cannot back. Nothing stays mapped after a throw.
+   *   count; `ERR_VHOST_USER_MEM_TABLE` for no or too many regions, more bytes than
+   *   {@link MemoryTableOptions.maxBytes}, regions that overlap in guest or user addresses, or a
+   *   region its fd cannot back; `ERR_VHOST_USER_UNSEALED` for an fd not sealed against
+   *   shrinking. Nothing is mapped before every region passed the size and seal checks, and
+   *   nothing stays mapped after a throw.
    */
-  static map(regions: readonly MemoryRegionDescription[], fds: readonly number[], log: VhostUserLog): VhostUserMemoryTable {
+  static map(
+    regions: readonly MemoryRegionDescription[],
+    fds: readonly number[],
+    log: VhostUserLog,
+    options: MemoryTableOptions = {},
+  ): VhostUserMemoryTable {
     if (regions.length === 0 || regions.length > MAX_MEM_REGIONS) {
       throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `a memory table has 1 to ${MAX_MEM_REGIONS} regions, not ${regions.length}`);
     }
     if (fds.length !== regions.length) {
       throw new VhostUserError('ERR_VHOST_USER_FDS', `${regions.length} memory regions came with ${fds.length} fds`);
     }
+    checkTotal(regions, options);
+    regions.forEach((r, i) => checkRegionSealed(r, fds[i], options));
     const mapped: MappedRegion[] = [];
     try {
       regions.forEach((r, i) => mapped.push(mapRegion(r, fds[i], log)));
@@ -114,12 +160,15 @@ export class VhostUserMemoryTable implements Disposable {
    * Use the new table from then on and drop this one without closing it: they share mappings.
    *
    * @throws {VhostUserError} `ERR_VHOST_USER_MEM_TABLE` for a region that overlaps, cannot be
-   *   mapped or would pass {@link MAX_MEM_SLOTS}; this table is unchanged then.
+   *   mapped, would pass {@link MAX_MEM_SLOTS} or {@link MemoryTableOptions.maxBytes};
+   *   `ERR_VHOST_USER_UNSEALED` as {@link VhostUserMemoryTable.map}. This table is unchanged then.
    */
-  add(region: MemoryRegionDescription, fd: number, log: VhostUserLog): VhostUserMemoryTable {
+  add(region: MemoryRegionDescription, fd: number, log: VhostUserLog, options: MemoryTableOptions = {}): VhostUserMemoryTable {
     if (this.#mapped.length >= MAX_MEM_SLOTS) {
       throw new VhostUserError('ERR_VHOST_USER_MEM_TABLE', `the memory table already has ${MAX_MEM_SLOTS} regions`);
     }
+    checkTotal([...this.regions, region], options);
+    checkRegionSealed(region, fd, options);
     const m = mapRegion(region, fd, log);
     try {
       return new VhostUserMemoryTable([...this.#mapped, m]);
@@ -183,7 +232,30 @@ export class VhostUserMemoryTable implements Disposable {
   }
 }
 
-/** Maps one region from its fd; each chunk (at most 4 GiB) is a guest region of its own. */
+/** Refuses regions that together pass the table's limit, before anything is mapped. */
+function checkTotal(regions: readonly MemoryRegionDescription[], options: MemoryTableOptions): void {
+  const max = options.maxBytes ?? DEFAULT_MAX_MEMORY;
+  const total = regions.reduce((sum, r) => sum + r.size, 0);
+  if (total > max) {
+    throw new VhostUserError(
+      'ERR_VHOST_USER_MEM_TABLE',
+      `the memory table would map ${hex(total)} bytes, more than the ${hex(max)} allowed (the maxMemory option)`,
+      { length: total, expected: max },
+    );
+  }
+}
+
+function checkRegionSealed(r: MemoryRegionDescription, fd: number, options: MemoryTableOptions): void {
+  checkSealed(fd, `memory region gpa ${hex(r.guestAddress)} size ${hex(r.size)}`, options.allowUnsealed, {
+    address: r.guestAddress,
+    length: r.size,
+  });
+}
+
+/**
+ * Maps one region from its fd; each chunk (at most 4 GiB) is a guest region of its own, whose
+ * views are made when it is first used (a sparse terabyte costs no more than it touches).
+ */
 function mapRegion(r: MemoryRegionDescription, fd: number, log: VhostUserLog): MappedRegion {
   const start = r.mmapOffset - (r.mmapOffset % PAGE_SIZE);
   const delta = r.mmapOffset - start;
@@ -198,12 +270,14 @@ function mapRegion(r: MemoryRegionDescription, fd: number, log: VhostUserLog): M
     );
   }
   const parts: GuestMemoryRegion[] = [];
-  for (const chunk of backend.chunks()) {
-    const from = Math.max(delta, chunk.offset);
-    const to = Math.min(delta + r.size, chunk.offset + chunk.size);
-    if (from >= to) continue;
-    const gpa = r.guestAddress + from - delta;
-    parts.push(new GuestMemoryRegion(GuestAddress(gpa), chunk, { offset: from - chunk.offset, length: to - from, bitmap: log.sliceAt(gpa) }));
-  }
+  deferChunkViews(backend.chunks(), () => {
+    for (const chunk of backend.chunks()) {
+      const from = Math.max(delta, chunk.offset);
+      const to = Math.min(delta + r.size, chunk.offset + chunk.size);
+      if (from >= to) continue;
+      const gpa = r.guestAddress + from - delta;
+      parts.push(new GuestMemoryRegion(GuestAddress(gpa), chunk, { offset: from - chunk.offset, length: to - from, bitmap: log.sliceAt(gpa) }));
+    }
+  });
   return { description: r, backend, parts };
 }

@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { VhostUserError } from './errors.js';
 import { Request as R } from './protocol.js';
 import { VhostUserServer } from './server.js';
+import { VhostUserSession } from './session.js';
 import { connectUnix, socketPair } from './sys.js';
 import { EchoDevice } from './test-support/echo-device.js';
 import { FakeFrontend } from './test-support/frontend.js';
@@ -83,4 +84,50 @@ test('closing the server ends its session with ERR_VHOST_USER_CLOSED and hangs u
   assert.equal(session?.closed, true);
   await fe.hungUp();
   fe.close();
+});
+
+test('an idle connection is dropped after the negotiation timeout with ERR_VHOST_USER_TIMEOUT, and the next front-end is served', async () => {
+  const path = join(dir, 'idle.sock');
+  const ends: (VhostUserError | undefined)[] = [];
+  const server = VhostUserServer.listen(path, new EchoDevice(), { negotiationTimeout: 150, onDisconnect: (e) => ends.push(e) });
+  try {
+    const idle = new FakeFrontend(connectUnix(path));
+    const next = new FakeFrontend(connectUnix(path)); // waits in the backlog
+    await idle.hungUp(5000);
+    idle.close();
+    assert.equal(ends.length, 1);
+    assert.equal(ends[0]?.code, 'ERR_VHOST_USER_TIMEOUT');
+    assert.equal(ends[0]?.expected, 150);
+    // The next one opens its session in time and keeps it past the timeout.
+    assert.ok((await next.ask(R.GET_FEATURES)) !== 0n);
+    next.send(R.SET_OWNER);
+    await new Promise((r) => setTimeout(r, 400));
+    assert.ok((await next.ask(R.GET_FEATURES)) !== 0n);
+    assert.equal(ends.length, 1);
+    next.close();
+  } finally {
+    server.close();
+  }
+});
+
+test('session options out of range are refused before the server listens', () => {
+  const path = join(dir, 'options.sock');
+  for (const options of [{ negotiationTimeout: -1 }, { negotiationTimeout: 1.5 }, { negotiationTimeout: 2 ** 31 }, { maxMemory: 0 }, { maxMemory: 2 ** 53 }]) {
+    assert.throws(
+      () => VhostUserServer.listen(path, new EchoDevice(), options),
+      (e: unknown) => e instanceof VhostUserError && e.code === 'ERR_VHOST_USER_INVALID_ARG',
+      JSON.stringify(options),
+    );
+    assert.equal(existsSync(path), false);
+  }
+});
+
+test('a session given options out of range refuses them and closes the socket it was given', async () => {
+  const [a, b] = socketPair();
+  assert.throws(
+    () => new VhostUserSession(b, new EchoDevice(), { negotiationTimeout: Number.NaN }),
+    (e: unknown) => e instanceof VhostUserError && e.code === 'ERR_VHOST_USER_INVALID_ARG',
+  );
+  await new FakeFrontend(a).hungUp();
+  closeSync(a);
 });

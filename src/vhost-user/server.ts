@@ -1,11 +1,14 @@
 import { lstatSync, unlinkSync } from 'node:fs';
 import type { VhostUserDevice } from './device.js';
 import { VhostUserError } from './errors.js';
-import { type SessionOptions, VhostUserSession } from './session.js';
+import { checkSessionOptions, type SessionOptions, VhostUserSession } from './session.js';
 import { accept, adoptSocket, closeFd, type FdWatcher, listenUnix, Readiness, watch } from './sys.js';
 
-/** Options of a {@link VhostUserServer}. */
-export interface ServerOptions {
+/**
+ * Options of a {@link VhostUserServer}; `protocolFeatures`, `allowUnsealedMemory`, `maxMemory`
+ * and `negotiationTimeout` go to each session, as {@link SessionOptions} describes them.
+ */
+export interface ServerOptions extends Pick<SessionOptions, 'allowUnsealedMemory' | 'maxMemory' | 'negotiationTimeout'> {
   /** A front-end connected. */
   onConnect?: ((session: VhostUserSession) => void) | undefined;
   /** A session ended: `error` says why, undefined when the front-end hung up cleanly. */
@@ -19,7 +22,8 @@ export interface ServerOptions {
 /**
  * A vhost-user back-end listening on an AF_UNIX socket: serves one front-end at a time with one
  * device (further front-ends wait in the backlog), and after a session ends, for whatever reason,
- * resets the device and accepts the next.
+ * resets the device and accepts the next. A connection that does not open its session (SET_OWNER)
+ * within `negotiationTimeout` is dropped, so an idle one cannot keep the next front-end waiting.
  */
 export class VhostUserServer implements Disposable {
   readonly #device: VhostUserDevice;
@@ -40,9 +44,11 @@ export class VhostUserServer implements Disposable {
   /**
    * Listens on `path` (a stale socket file there is replaced; any other file is an error).
    *
-   * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` (`EADDRINUSE` for a path that is not a socket)
+   * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` (`EADDRINUSE` for a path that is not a socket);
+   *   `ERR_VHOST_USER_INVALID_ARG` for session options out of range.
    */
   static listen(path: string, device: VhostUserDevice, options: ServerOptions = {}): VhostUserServer {
+    checkSessionOptions(options);
     try {
       if (lstatSync(path).isSocket()) unlinkSync(path);
     } catch {}
@@ -56,9 +62,11 @@ export class VhostUserServer implements Disposable {
    * already connected to a front-end (served once).
    *
    * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` (`ENOTSOCK`, `EPROTOTYPE`) for an fd that
-   *   is not an AF_UNIX stream socket.
+   *   is not an AF_UNIX stream socket; `ERR_VHOST_USER_INVALID_ARG` for session options out of
+   *   range.
    */
   static adopt(fd: number, device: VhostUserDevice, options: ServerOptions = {}): VhostUserServer {
+    checkSessionOptions(options);
     if (adoptSocket(fd)) {
       const server = new VhostUserServer(device, fd, undefined, options);
       server.#listen();
@@ -133,6 +141,9 @@ export class VhostUserServer implements Disposable {
     return new VhostUserSession(fd, this.#device, {
       onQueueError: this.#options.onQueueError,
       protocolFeatures: this.#options.protocolFeatures,
+      allowUnsealedMemory: this.#options.allowUnsealedMemory,
+      maxMemory: this.#options.maxMemory,
+      negotiationTimeout: this.#options.negotiationTimeout,
       onClose: (error) => {
         this.#session = undefined;
         this.#options.onDisconnect?.(error);

@@ -9,7 +9,7 @@ import { VhostUserError, type VhostUserErrorCode } from './errors.js';
 import { bit, Feature, FLAG_NEED_REPLY, FLAG_REPLY, ProtocolFeature, Request as R, VERSION } from './protocol.js';
 import { PROTOCOL_FEATURES } from './session.js';
 import { closeFd, eventfd, eventfdRead, eventfdWrite, sendMsg, socketPair } from './sys.js';
-import { configPayload, type FakeFrontend, logPayload, memTable, singleRegion, u64, UVA_BASE, vringAddr, vringState } from './test-support/frontend.js';
+import { configPayload, type FakeFrontend, logPayload, memTable, singleRegion, u64, unsealedMemfd, UVA_BASE, vringAddr, vringState } from './test-support/frontend.js';
 import { connect, guest, MiB, negotiate, openFds, setupVring, until } from './test-support/harness.js';
 
 /** A session whose vring 0 runs with one end of a socket pair as its kick fd (a hostile front-end's choice). */
@@ -285,12 +285,39 @@ const hostile: Hostile[] = [
     send: (fe, g) => fe.send(R.SET_MEM_TABLE, memTable([{ ...g.regions[0], gpa: 1n << 60n }]), [g.fd]),
   },
   {
-    name: 'a region whose fd is not mappable (an eventfd)',
-    code: 'ERR_VHOST_USER_MEM_TABLE',
+    name: 'a region whose fd is not a sealed memfd (an eventfd)',
+    code: 'ERR_VHOST_USER_UNSEALED',
     send: (fe, g) => {
       const ev = eventfd();
       fe.send(R.SET_MEM_TABLE, memTable([g.regions[0]]), [ev]);
       closeFd(ev);
+    },
+  },
+  {
+    name: 'a region in a memfd not sealed against shrinking',
+    code: 'ERR_VHOST_USER_UNSEALED',
+    send: (fe, g) => {
+      const fd = unsealedMemfd(2 * MiB);
+      fe.send(R.SET_MEM_TABLE, memTable([g.regions[0]]), [fd]);
+      closeFd(fd);
+    },
+  },
+  {
+    name: 'ADD_MEM_REG of a memfd not sealed against shrinking',
+    code: 'ERR_VHOST_USER_UNSEALED',
+    send: (fe, g) => {
+      const fd = unsealedMemfd(2 * MiB);
+      fe.send(R.ADD_MEM_REG, singleRegion({ ...g.regions[1], gpa: 8 * MiB, uva: UVA_BASE + 64n * BigInt(MiB) }), [fd]);
+      closeFd(fd);
+    },
+  },
+  {
+    name: 'a dirty log in a memfd not sealed against shrinking',
+    code: 'ERR_VHOST_USER_UNSEALED',
+    send: (fe) => {
+      const fd = unsealedMemfd(4096);
+      fe.send(R.SET_LOG_BASE, logPayload(4096, 0), [fd]);
+      closeFd(fd);
     },
   },
   { name: 'GET_MAX_MEM_SLOTS without CONFIGURE_MEM_SLOTS', code: 'ERR_VHOST_USER_STATE', negotiate: false, send: (fe) => fe.send(R.GET_MAX_MEM_SLOTS) },

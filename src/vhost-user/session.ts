@@ -4,7 +4,7 @@ import { SplitQueue } from '../virtio/queue.js';
 import type { QueueNotifier, VhostUserDevice } from './device.js';
 import { VhostUserError } from './errors.js';
 import { VhostUserLog } from './log.js';
-import { readRegion, VhostUserMemoryTable } from './memory.js';
+import { checkSealed, type MemoryTableOptions, readRegion, VhostUserMemoryTable } from './memory.js';
 import { expectPayload, type Message, MessageReader, sendReply } from './framing.js';
 import {
   bit,
@@ -43,6 +43,48 @@ export interface SessionOptions {
    * as one without CONFIGURE_MEM_SLOTS, so that the front-end sends SET_MEM_TABLE.
    */
   protocolFeatures?: bigint | undefined;
+  /**
+   * Map memory and log fds that are not sealed against shrinking (`F_SEAL_SHRINK`): regular
+   * files, unsealed memfds. Default false: they end the session with `ERR_VHOST_USER_UNSEALED`.
+   * Set it only for a front-end you trust: one that truncates such a file kills this process
+   * with SIGBUS. QEMU's `memory-backend-memfd` (and its dirty log) are sealed by default.
+   */
+  allowUnsealedMemory?: boolean | undefined;
+  /**
+   * The most bytes of guest memory the front-end may have mapped at once, all regions together
+   * (default 1 TiB: `DEFAULT_MAX_MEMORY`); a table beyond it ends the session with
+   * `ERR_VHOST_USER_MEM_TABLE`.
+   */
+  maxMemory?: number | undefined;
+  /**
+   * Milliseconds the front-end has from the connection to SET_OWNER, the message that opens
+   * every vhost-user session (QEMU sends it at once): a connection still idle then is dropped
+   * with `ERR_VHOST_USER_TIMEOUT`, so that it cannot hold a one-at-a-time server. Default
+   * {@link DEFAULT_NEGOTIATION_TIMEOUT}; 0 waits forever.
+   */
+  negotiationTimeout?: number | undefined;
+}
+
+/** The default of {@link SessionOptions.negotiationTimeout}: 10 s. */
+export const DEFAULT_NEGOTIATION_TIMEOUT = 10_000;
+
+/**
+ * Checks the options a session will take, so that a server can refuse them before it listens.
+ *
+ * @throws {VhostUserError} `ERR_VHOST_USER_INVALID_ARG`
+ */
+export function checkSessionOptions(options: SessionOptions): void {
+  const { maxMemory, negotiationTimeout } = options;
+  if (maxMemory !== undefined && (!Number.isSafeInteger(maxMemory) || maxMemory <= 0)) {
+    throw new VhostUserError('ERR_VHOST_USER_INVALID_ARG', `maxMemory must be a positive safe integer, not ${String(maxMemory)}`);
+  }
+  // setTimeout takes at most 2^31 - 1 ms (24.8 days).
+  if (negotiationTimeout !== undefined && (!Number.isInteger(negotiationTimeout) || negotiationTimeout < 0 || negotiationTimeout > 0x7fff_ffff)) {
+    throw new VhostUserError(
+      'ERR_VHOST_USER_INVALID_ARG',
+      `negotiationTimeout must be an integer number of milliseconds from 0 to 2^31 - 1, not ${String(negotiationTimeout)}`,
+    );
+  }
 }
 
 /** Everything the front-end told about one vring. */
@@ -95,14 +137,22 @@ export class VhostUserSession implements Disposable {
   #logFd: number | undefined;
   #closed = false;
   readonly #reader: MessageReader;
+  /** Runs until SET_OWNER: a connection that never opens the session is dropped. */
+  #negotiation: ReturnType<typeof setTimeout> | undefined;
 
   /**
    * Serves the connected socket `fd`, which the session owns from now on (closed at the end).
    *
-   * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` when the socket cannot be watched (it is
-   *   closed then).
+   * @throws {VhostUserError} `ERR_VHOST_USER_SYSTEM` when the socket cannot be watched,
+   *   `ERR_VHOST_USER_INVALID_ARG` for options out of range (the socket is closed then).
    */
   constructor(fd: number, device: VhostUserDevice, options: SessionOptions = {}) {
+    try {
+      checkSessionOptions(options);
+    } catch (e) {
+      closeFd(fd);
+      throw e;
+    }
     this.#fd = fd;
     this.#device = device;
     this.#options = options;
@@ -113,6 +163,17 @@ export class VhostUserSession implements Disposable {
     } catch (e) {
       closeFd(fd);
       throw e;
+    }
+    const timeout = options.negotiationTimeout ?? DEFAULT_NEGOTIATION_TIMEOUT;
+    if (timeout > 0) {
+      this.#negotiation = setTimeout(() => {
+        this.close(
+          new VhostUserError('ERR_VHOST_USER_TIMEOUT', `the front-end did not send SET_OWNER within ${timeout} ms: the connection is dropped`, {
+            expected: timeout,
+          }),
+        );
+      }, timeout);
+      this.#negotiation.unref(); // the socket's watcher is what keeps the process alive
     }
   }
 
@@ -155,6 +216,7 @@ export class VhostUserSession implements Disposable {
   close(error?: VhostUserError): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#negotiation);
     this.#watcher.close();
     try {
       this.#resetState();
@@ -230,6 +292,10 @@ export class VhostUserSession implements Disposable {
     this.#reply(request, p);
   }
 
+  get #tableOptions(): MemoryTableOptions {
+    return { allowUnsealed: this.#options.allowUnsealedMemory, maxBytes: this.#options.maxMemory };
+  }
+
   #has(feature: bigint): boolean {
     return (this.#protocol & bit(feature)) !== 0n;
   }
@@ -256,6 +322,7 @@ export class VhostUserSession implements Disposable {
       }
       case R.SET_OWNER:
         expectPayload(msg, 0, 0); // one connection is one owner: nothing to record
+        clearTimeout(this.#negotiation);
         return false;
       case R.RESET_OWNER:
         expectPayload(msg, 0, 0);
@@ -297,7 +364,12 @@ export class VhostUserSession implements Disposable {
         const region = readRegion(msg.payload, 8);
         const table = this.#table;
         // Adding memory cannot move a ring out of it: the running queues only need the new memory.
-        this.#useTable(table === undefined ? VhostUserMemoryTable.map([region], msg.fds, this.#log) : table.add(region, msg.fds[0], this.#log));
+        const options = this.#tableOptions;
+        this.#useTable(
+          table === undefined
+            ? VhostUserMemoryTable.map([region], msg.fds, this.#log, options)
+            : table.add(region, msg.fds[0], this.#log, options),
+        );
         return false;
       }
       case R.REM_MEM_REG: {
@@ -324,6 +396,7 @@ export class VhostUserSession implements Disposable {
         this.#need(msg, ProtocolFeature.LOG_SHMFD);
         const size = safeU64(msg, 0, 'log size');
         const offset = safeU64(msg, 8, 'log offset');
+        checkSealed(msg.fds[0], 'the dirty log', this.#options.allowUnsealedMemory, { request: msg.request, length: size });
         this.#log.map(msg.fds[0], size, offset);
         this.#replyU64(msg.request, 0n);
         return true;
@@ -452,7 +525,7 @@ export class VhostUserSession implements Disposable {
     const regions = Array.from({ length: n }, (_, i) =>
       readRegion(msg.payload, PayloadSize.MEM_TABLE_HEADER + i * PayloadSize.MEM_REGION),
     );
-    const table = VhostUserMemoryTable.map(regions, msg.fds, this.#log);
+    const table = VhostUserMemoryTable.map(regions, msg.fds, this.#log, this.#tableOptions);
     // Running queues move to the new memory; every ring must still be in it, at the same guest
     // address (a queue reads its rings at the guest addresses it started with).
     try {

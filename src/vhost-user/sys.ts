@@ -37,6 +37,8 @@ interface TransportBinding {
   eventfdWrite(fd: number, value: number): void;
   watch(fd: number, events: number, callback: (errno: number, events: number) => void): WatchHandle;
   unwatch(handle: WatchHandle): void;
+  getSeals(fd: number): number;
+  readonly F_SEAL_SHRINK: number;
 }
 
 const native = binding as unknown as TransportBinding;
@@ -214,6 +216,15 @@ export class FdWatcher implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/**
+ * True when `fd` is a memfd sealed against shrinking (`F_SEAL_SHRINK`): no one can truncate it
+ * under a mapping, which would raise SIGBUS in this process at the next access to the lost pages.
+ * A regular file cannot be sealed: false.
+ */
+export function shrinkSealed(fd: number): boolean {
+  return (sys(`read the seals of fd ${fd}`, () => native.getSeals(checkFd(fd))) & native.F_SEAL_SHRINK) !== 0;
 }
 
 /** Closes a descriptor, ignoring EBADF (used on cleanup paths that must not throw). */

@@ -34,6 +34,8 @@ export interface Descriptor {
 
 /** The largest safe u64 high word: 2^53 - 1 >> 32. */
 const MAX_SAFE_HIGH = 0x1f_ffff;
+/** The most bytes the buffers of one chain may hold together (virtio 1.2, 2.7.5). */
+const MAX_CHAIN_BYTES = 0xffff_ffff;
 
 /**
  * A chain of descriptors posted by the driver, starting at `head`.
@@ -41,7 +43,7 @@ const MAX_SAFE_HIGH = 0x1f_ffff;
  * Iterating it reads the descriptors one by one from guest memory and checks each before it is
  * yielded: index in range, no more descriptors than the queue size (so a loop ends), the buffer
  * wholly in guest memory with a safe address and no overflow, no readable descriptor after a
- * writable one, and the indirect rules (length a non-zero multiple of 16 holding at most the
+ * writable one, buffers of at most 2^32 - 1 bytes in all, and the indirect rules (length a non-zero multiple of 16 holding at most the
  * queue size, no nesting, no NEXT beside INDIRECT). The first broken rule throws a
  * {@link VirtioError}; consumers that must not half-apply a chain use {@link descriptors}, which
  * checks the whole chain before returning any of it.
@@ -110,6 +112,8 @@ class ChainWalk {
   #ttl: number;
   #indirect = false;
   #sawWritable = false;
+  /** Bytes of the buffers yielded so far. */
+  #total = 0;
   /** The next index to read, or -1 once the chain ended. */
   #index: number;
 
@@ -182,6 +186,15 @@ class ChainWalk {
           index,
           address: addr,
           length: len,
+        });
+      }
+      this.#total += len;
+      if (this.#total > MAX_CHAIN_BYTES) {
+        // The code the buffer builders use for the same limit, so a caller sees one error for it.
+        throw new VirtioError('ERR_IOVEC_OVERFLOW', `the chain at head ${this.#head} holds more than 2^32 - 1 bytes at descriptor ${index}`, {
+          index,
+          address: addr,
+          length: this.#total,
         });
       }
       this.#index = (flags & VIRTQ_DESC_F_NEXT) === 0 ? -1 : next;

@@ -11,12 +11,12 @@
 import assert from 'node:assert/strict';
 import { setImmediate } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { Worker } from 'node:worker_threads';
 import { GuestAddress } from '../address/address.js';
 import { sharedBackend } from '../backend/buffer.js';
 import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
+import { startWorkers } from '../test-support/workers.js';
 import type { DirtyWriterData, WritePath } from './test-workers/dirty-writer.js';
 
 const PAGE = 4096;
@@ -38,9 +38,8 @@ describe('dirty tracking under concurrent writers', () => {
     const control = new Int32Array(new SharedArrayBuffer(8));
     const workers = PATHS.length;
     const writes: Record<string, number> = {};
-    let running = workers;
-    const finished = PATHS.map((path, worker) => {
-      const workerData: DirtyWriterData = {
+    const data = PATHS.map(
+      (path, worker): DirtyWriterData => ({
         regions: regions.map((r) => ({ start: r.start, buffer: r.buffer, bitmap: r.bitmap.share() })),
         pageSize: PAGE,
         firstDataPage: workers * RING_PAGES,
@@ -51,25 +50,12 @@ describe('dirty tracking under concurrent writers', () => {
         seed: 0x2545f491 * (worker + 1),
         control: control.buffer as SharedArrayBuffer,
         maxDelayMs: 1,
-      };
-      const w = new Worker(new URL('./test-workers/dirty-writer.js', import.meta.url), { workerData });
-      w.once('message', (n: number) => {
-        writes[path] = n;
-      });
-      const online = new Promise((resolve) => w.once('online', resolve));
-      const exited = new Promise<void>((resolve, reject) => {
-        w.once('error', reject);
-        w.once('exit', (code) => {
-          running--; // also after an error, so that the harvest loop ends
-          if (code === 0) resolve();
-          else reject(new Error(`worker ${path} exited with ${code}`));
-        });
-      });
-      return { online, exited };
+      }),
+    );
+    const group = startWorkers(new URL('./test-workers/dirty-writer.js', import.meta.url), data, (i, n) => {
+      writes[PATHS[i]] = n as number;
     });
-    const allDone = Promise.all(finished.map((f) => f.exited));
-    allDone.catch(() => {});
-    await Promise.race([Promise.all(finished.map((f) => f.online)), allDone]);
+    await group.online;
 
     const copyHarvest = (): number => {
       const ranges = mem.harvestDirty();
@@ -83,13 +69,13 @@ describe('dirty tracking under concurrent writers', () => {
     const stopAt = Date.now() + DURATION_MS;
     let rounds = 0;
     let busyRounds = 0;
-    while (running > 0) {
+    while (group.running() > 0) {
       if (Date.now() >= stopAt) Atomics.store(control, 1, 1);
       rounds++;
       if (copyHarvest() > 0) busyRounds++;
       await setImmediate();
     }
-    await allDone;
+    await group.exited;
     copyHarvest();
 
     const now = new Uint8Array(mem.totalSize);

@@ -94,6 +94,7 @@ function modelWalk(mem: GuestMemory, size: number, head: number): Walk {
   let budget = size;
   let indirect = false;
   let sawWrite = false;
+  let total = 0;
   let i = head;
   const descs: [number, number, boolean][] = [];
   for (;;) {
@@ -120,6 +121,8 @@ function modelWalk(mem: GuestMemory, size: number, head: number): Walk {
     const w = (flags & 2) !== 0;
     if (!w && sawWrite) return { code: 'ERR_DESC_READ_AFTER_WRITE' };
     sawWrite ||= w;
+    total += len;
+    if (total > 0xffff_ffff) return { code: 'ERR_IOVEC_OVERFLOW' };
     descs.push([Number(addr), len, w]);
     if (!(flags & 1)) return { descs };
     i = mem.readU16LE(G(at + 14));

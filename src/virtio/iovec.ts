@@ -181,12 +181,11 @@ export class IoVecBufferMut {
     let length = 0;
     for (const p of parts) length = checkTotal(length + p.length);
     const b = new IoVecBufferMut(parts.length);
-    b.#push(
-      -1,
-      parts,
-      parts.map(() => NO_BITMAP),
-      length,
-    );
+    for (const p of parts) {
+      b.#views.push(p);
+      b.#bitmaps.push(NO_BITMAP);
+    }
+    b.#addChain(-1, parts.length, length);
     return b;
   }
 
@@ -216,7 +215,7 @@ export class IoVecBufferMut {
 
   /**
    * The views, in order: what a readv would take (a frozen copy: changing it cannot change the
-   * buffer). Writes through them go unseen: call {@link markWritten} when they are done.
+   * buffer). Writes through them go unseen: call {@link IoVecBufferMut.markWritten} when they are done.
    */
   views(): readonly Uint8Array[] {
     return Object.freeze(this.#views.slice(this.#start));
@@ -291,20 +290,19 @@ export class IoVecBufferMut {
         index: head,
       });
     }
+    // Every view first: a slice that throws leaves the buffer as it was.
     const views = new Array<Uint8Array>(slices.length);
     for (let i = 0; i < slices.length; i++) views[i] = slices[i].view('write');
-    return this.#push(
-      head,
-      views,
-      slices.map((s) => s.bitmap),
-      length,
-    );
+    for (let i = 0; i < slices.length; i++) {
+      this.#views.push(views[i]);
+      this.#bitmaps.push(slices[i].bitmap);
+    }
+    return this.#addChain(head, slices.length, length);
   }
 
-  #push(head: number, views: readonly Uint8Array[], bitmaps: readonly Bitmap[], length: number): ParsedChain {
-    for (const v of views) this.#views.push(v);
-    for (const b of bitmaps) this.#bitmaps.push(b);
-    const parsed: ParsedChain = { head, length, viewCount: views.length };
+  /** Records a chain whose `viewCount` views were just pushed. */
+  #addChain(head: number, viewCount: number, length: number): ParsedChain {
+    const parsed: ParsedChain = { head, length, viewCount };
     this.#chains.push(parsed);
     this.#length += length;
     return parsed;

@@ -116,6 +116,21 @@ describe('SplitQueue available ring', () => {
     assert.throws(() => q.availableCount(), virtioError('ERR_VIRTQ_AVAIL_COUNT'));
   });
 
+  test('ERR_VIRTQ_AVAIL_COUNT from enableNotification leaves the flags and avail_event as they were', () => {
+    for (const eventIdx of [false, true]) {
+      const { q, drv, mem } = setup(8, { eventIdx });
+      q.disableNotification();
+      drv.post([one], []);
+      q.pop();
+      const usedFlags = q.usedRing;
+      const availEvent = G(q.usedRing + 4 + 8 * q.size);
+      const before = [mem.readU16LE(usedFlags), mem.readU16LE(availEvent)];
+      drv.setAvailIdx(q.lastAvailIdx + 9);
+      assert.throws(() => q.enableNotification(), virtioError('ERR_VIRTQ_AVAIL_COUNT', { index: 10 }), `eventIdx ${eventIdx}`);
+      assert.deepEqual([mem.readU16LE(usedFlags), mem.readU16LE(availEvent)], before, `eventIdx ${eventIdx}`);
+    }
+  });
+
   test('undoPop gives the chain back', () => {
     const { q, drv } = setup();
     const h = drv.post([one], []).head;

@@ -235,9 +235,11 @@ export class SplitQueue {
    * avail_event to the next index). Returns true when entries are already waiting: process them
    * before sleeping, or a notification may have been missed.
    *
-   * @throws {VirtioError} `ERR_VIRTQ_AVAIL_COUNT`
+   * @throws {VirtioError} `ERR_VIRTQ_AVAIL_COUNT`, before the flags or avail_event change
    */
   enableNotification(): boolean {
+    // A driver index that claims too much is refused before the flags change: nothing half-applied.
+    this.availableCount();
     const mem = this.#memory;
     if (this.eventIdx) mem.writeU16LE(this.#availEventAddr(), this.#lastAvail);
     else mem.writeU16LE(this.usedRing, mem.readU16LE(this.usedRing) & ~VIRTQ_USED_F_NO_NOTIFY);

@@ -93,9 +93,10 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
     return this.base + addr;
   }
 
-  override _checkStart(addr: number): void {
+  override _checkStart(addr: number, length = 0): void {
     validateIndex(addr, this._addrName);
-    if (addr > this.length) throw this._outOfBounds(addr, 0);
+    // At the end too: a partial transfer that could move nothing would return 0 forever.
+    if (addr >= this.length) throw this._outOfBounds(addr, length);
   }
 
   override _checkRange(addr: number, length: number, write = false): void {

@@ -27,6 +27,11 @@ export class VolatileRef<T, W = T> {
   store(value: W): void {
     this.#slice.writeValue(this.type, 0, value);
   }
+
+  /** The slice the value occupies (`type.size` bytes, same memory and dirty bitmap). */
+  toSlice(): VolatileSlice {
+    return this.#slice;
+  }
 }
 
 /** `length` consecutive typed values in memory. */
@@ -75,6 +80,11 @@ export class VolatileArrayRef<T, W = T> {
     }
     for (let i = 0; i < values.length; i++) this.type.check(values[i]);
     for (let i = 0; i < values.length; i++) this.set(start + i, values[i]);
+  }
+
+  /** The slice the values occupy (`length * type.size` bytes, same memory and dirty bitmap). */
+  toSlice(): VolatileSlice {
+    return this.#slice;
   }
 
   #offsetOf(index: number): number {

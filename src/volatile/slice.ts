@@ -4,6 +4,7 @@ import { type BackingViews, viewsOf } from '../backend/views.js';
 import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
 import { validateBuffer } from '../bytes/access.js';
 import { VolatileMemoryError } from '../bytes/errors.js';
+import { moveSmall, SMALL_COPY_MAX } from '../bytes/pieces.js';
 import type { ValueType } from '../bytes/values.js';
 import { hex } from '../errors.js';
 import { ContiguousBytes } from './contiguous.js';
@@ -91,7 +92,8 @@ export class VolatileSlice extends ContiguousBytes<number> {
 
   /**
    * Copies `min(this.length, dst.length)` bytes from this slice to the start of `dst` and
-   * returns the count. Overlapping slices of one buffer copy as memmove does.
+   * returns the count. Overlapping slices of one buffer copy as memmove does. A copy of up to 8
+   * bytes moves each naturally aligned piece of either slice with one access.
    *
    * @throws {VolatileMemoryError} `ERR_READ_ONLY` when `dst` is read-only (and bytes would move).
    */
@@ -101,7 +103,8 @@ export class VolatileSlice extends ContiguousBytes<number> {
     if (dst.readOnly) throw dst._readOnly(0, n);
     this._refresh();
     dst._refresh();
-    if (this.v.buffer === dst.v.buffer) dst.v.u8.copyWithin(dst.base, this.base, this.base + n);
+    if (n <= SMALL_COPY_MAX) moveSmall(this.v, this.base, dst.v, dst.base, n);
+    else if (this.v.buffer === dst.v.buffer) dst.v.u8.copyWithin(dst.base, this.base, this.base + n);
     else dst.v.u8.set(this.v.u8.subarray(this.base, this.base + n), dst.base);
     dst.bitmap.markDirty(0, n);
     return n;
@@ -164,11 +167,20 @@ export class VolatileSlice extends ContiguousBytes<number> {
   /**
    * A reference to `count` consecutive values of `type` starting at `offset`.
    *
-   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS`
+   * @throws {VolatileMemoryError} `ERR_OUT_OF_BOUNDS`; `ERR_TOO_BIG` (with `count` and
+   * `elementSize`) when `count` values take more bytes than a safe integer can count.
    */
   getArrayRef<T, W>(type: ValueType<T, W>, offset: number, count: number): VolatileArrayRef<T, W> {
     validateIndex(count, 'count');
-    return new VolatileArrayRef(this.subslice(offset, count * type.size), type, count);
+    const bytes = count * type.size;
+    if (!Number.isSafeInteger(bytes)) {
+      throw new VolatileMemoryError('ERR_TOO_BIG', `${count} values of ${type.size} bytes (${type.name}) are too many to address`, {
+        address: offset,
+        count,
+        elementSize: type.size,
+      });
+    }
+    return new VolatileArrayRef(this.subslice(offset, bytes), type, count);
   }
 
   override toString(): string {

@@ -5,7 +5,9 @@
  */
 import { GuestAddress } from '../../address/address.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
+import { ftruncateSync } from 'node:fs';
 import { MmapBackend } from '../../mmap/backend.js';
+import { native } from '../../mmap/native.js';
 import { GuestMemoryRegion } from '../../region/region.js';
 import { FLAG_REPLY, HEADER_SIZE, VERSION } from '../protocol.js';
 import { closeFd, recvMsg, sendMsg } from '../sys.js';
@@ -102,6 +104,13 @@ export class FakeFrontend {
 export function guestRam(size: number): { ram: MmapBackend; memory: GuestMemory } {
   const ram = MmapBackend.memfd(size, { name: 'fake-guest-ram' });
   return { ram, memory: GuestMemory.fromRegions([new GuestMemoryRegion(GuestAddress(0), ram)]) };
+}
+
+/** A memfd of `size` bytes without seals: anyone holding it may truncate it. */
+export function unsealedMemfd(size: number): number {
+  const fd = native.memfdCreate('unsealed-guest-ram', false);
+  ftruncateSync(fd, size);
+  return fd;
 }
 
 // ---- payloads ----

@@ -1,6 +1,6 @@
 /** The session side of the fake front-end: a session over a socket pair, guest RAM, a vring. */
 import assert from 'node:assert/strict';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { GuestAddress } from '../../address/address.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { MmapBackend } from '../../mmap/backend.js';
@@ -9,10 +9,10 @@ import { VirtqueueDriver } from '../../virtio/driver.js';
 import type { VhostUserDevice } from '../device.js';
 import type { VhostUserError } from '../errors.js';
 import { bit, Feature, FLAG_NEED_REPLY, Request as R, VERSION } from '../protocol.js';
-import { VhostUserSession } from '../session.js';
-import { eventfd, socketPair } from '../sys.js';
+import { type SessionOptions, VhostUserSession } from '../session.js';
+import { closeFd, eventfd, socketPair } from '../sys.js';
 import { EchoDevice } from './echo-device.js';
-import { FakeFrontend, memTable, type RegionPayload, u64, UVA_BASE, vringAddr, vringState } from './frontend.js';
+import { FakeFrontend, memTable, type RegionPayload, u64, unsealedMemfd, UVA_BASE, vringAddr, vringState } from './frontend.js';
 
 export const G = GuestAddress;
 export const MiB = 1 << 20;
@@ -24,7 +24,11 @@ export async function openFds(): Promise<string[]> {
 }
 
 /** A session over a socket pair, with the way it ended as a promise. */
-export function connect<D extends VhostUserDevice = EchoDevice>(device: D = new EchoDevice() as unknown as D, protocolFeatures?: bigint) {
+export function connect<D extends VhostUserDevice = EchoDevice>(
+  device: D = new EchoDevice() as unknown as D,
+  protocolFeatures?: bigint,
+  options: Omit<SessionOptions, 'onClose' | 'onQueueError' | 'protocolFeatures'> = {},
+) {
   const [a, b] = socketPair();
   const fe = new FakeFrontend(a);
   let ended!: (e: VhostUserError | undefined) => void;
@@ -36,6 +40,7 @@ export function connect<D extends VhostUserDevice = EchoDevice>(device: D = new 
     onClose: (e) => ended(e),
     onQueueError: (_i, e) => queueErrors.push(e),
     protocolFeatures,
+    ...options,
   });
   return { fe, session, device, closed, queueErrors };
 }
@@ -43,10 +48,21 @@ export function connect<D extends VhostUserDevice = EchoDevice>(device: D = new 
 /**
  * Guest RAM of 2 MiB in one memfd, as two regions with a hole: gpa [0, 1 MiB) at file offset 0
  * and gpa [2 MiB, 3 MiB) at file offset 1 MiB; the front-end "maps" them at UVA_BASE and
- * UVA_BASE + 4 MiB.
+ * UVA_BASE + 4 MiB. `backing`: a memfd as guestmem makes it (sealed against shrinking, the
+ * default), one without seals, or a regular file at `path` (which it fills to 2 MiB).
  */
-export function guest() {
-  const ram = MmapBackend.memfd(2 * MiB, { name: 'fake-guest-ram' });
+export function guest(backing: 'sealed' | 'unsealed' | { path: string } = 'sealed') {
+  let ram: MmapBackend;
+  if (backing === 'sealed') {
+    ram = MmapBackend.memfd(2 * MiB, { name: 'fake-guest-ram' });
+  } else if (backing === 'unsealed') {
+    const fd = unsealedMemfd(2 * MiB);
+    ram = MmapBackend.file({ fd, size: 2 * MiB });
+    closeFd(fd);
+  } else {
+    writeFileSync(backing.path, new Uint8Array(2 * MiB));
+    ram = MmapBackend.file({ path: backing.path, size: 2 * MiB });
+  }
   const regions: RegionPayload[] = [
     { gpa: 0, size: MiB, uva: UVA_BASE, offset: 0 },
     { gpa: 2 * MiB, size: MiB, uva: UVA_BASE + 4n * BigInt(MiB), offset: MiB },
