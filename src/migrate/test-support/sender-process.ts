@@ -11,12 +11,12 @@
  */
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { Worker } from 'node:worker_threads';
 import { GuestAddress } from '../../address/address.js';
 import { sharedBackend } from '../../backend/buffer.js';
 import { AtomicBitmap } from '../../bitmap/atomic-bitmap.js';
 import { GuestMemory } from '../../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../../region/region.js';
+import { startWorkers } from '../../test-support/workers.js';
 import type { DirtyWriterData, WritePath } from '../../virtio/test-workers/dirty-writer.js';
 import { sendMigration, type SendProgress } from '../send.js';
 
@@ -55,29 +55,22 @@ for (let p = 0; p < mem.totalSize / PAGE; p += 3) {
 
 const control = new Int32Array(new SharedArrayBuffer(8));
 const writes: Record<string, number> = {};
-const online: Promise<unknown>[] = [];
-const workers = PATHS.map((path, worker) => {
-  const workerData: DirtyWriterData = {
-    regions: regions.map((r) => ({ start: r.start, buffer: r.buffer, bitmap: r.bitmap.share() })),
-    pageSize: PAGE,
-    firstDataPage: PATHS.length * RING_PAGES,
-    ringPages: RING_PAGES,
-    worker,
-    workers: PATHS.length,
-    path,
-    seed: 0x9e3779b9 * (worker + 1),
-    control: control.buffer as SharedArrayBuffer,
-    maxDelayMs: 1,
-  };
-  const w = new Worker(new URL('../../virtio/test-workers/dirty-writer.js', import.meta.url), { workerData });
-  w.once('message', (n: number) => (writes[path] = n));
-  online.push(new Promise((resolve) => w.once('online', resolve)));
-  return new Promise<void>((resolve, reject) => {
-    w.once('error', reject);
-    w.once('exit', () => resolve());
-  });
+const data: DirtyWriterData[] = PATHS.map((path, worker) => ({
+  regions: regions.map((r) => ({ start: r.start, buffer: r.buffer, bitmap: r.bitmap.share() })),
+  pageSize: PAGE,
+  firstDataPage: PATHS.length * RING_PAGES,
+  ringPages: RING_PAGES,
+  worker,
+  workers: PATHS.length,
+  path,
+  seed: 0x9e3779b9 * (worker + 1),
+  control: control.buffer as SharedArrayBuffer,
+  maxDelayMs: 1,
+}));
+const group = startWorkers(new URL('../../virtio/test-workers/dirty-writer.js', import.meta.url), data, (i, n) => {
+  writes[PATHS[i]] = n as number;
 });
-await Promise.all(online);
+await group.online;
 Atomics.store(control, 0, 1);
 Atomics.notify(control, 0);
 // Until every writer has written a page of its own (page p is worker p % 3's): loading a worker takes a while.
@@ -124,7 +117,7 @@ try {
     },
     pause: async () => {
       Atomics.store(control, 1, 1);
-      await Promise.all(workers);
+      await group.exited;
       [phase, phaseBytes] = ['final', 0];
     },
   });
@@ -133,7 +126,7 @@ try {
   report = { ok: false, code: (e as { code: string }).code, message: (e as Error).message };
 }
 Atomics.store(control, 1, 1);
-await Promise.all(workers);
+await group.exited.catch(() => {});
 const dump = new Uint8Array(mem.totalSize);
 mem.readSlice(GuestAddress(0), dump);
 writeFileSync(plan.dump, dump);
