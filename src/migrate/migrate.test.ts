@@ -302,12 +302,14 @@ describe('migration options and callbacks', () => {
     }
   });
 
-  test('memory it cannot carry is ERR_MIGRATE_MEMORY: regions not of whole pages, or not dirty-tracked', async () => {
+  test('memory it cannot carry is ERR_MIGRATE_MEMORY: regions not of whole pages, not dirty-tracked, or more than 4096', async () => {
     const [a] = duplexPair();
     await assert.rejects(sendMigration(memory([0, 0x1800]), a), { code: 'ERR_MIGRATE_MEMORY' });
     const untracked = GuestMemory.fromRegions([new GuestMemoryRegion(G(0), heapBackend(0x1000), { bitmap: { markDirty() {}, dirtyAt: () => false, sliceAt() { return this; } } })]);
     await assert.rejects(sendMigration(untracked, a), { code: 'ERR_MIGRATE_MEMORY' });
     await assert.rejects(sendMigration(GuestMemory.fromRanges([[G(0), 0x1000]]), a), { code: 'ERR_MIGRATE_MEMORY', address: 0, length: 0x1000 });
+    const many = memory(...Array.from({ length: 4097 }, (_, i): [number, number] => [i * 0x2000, 0x1000]));
+    await assert.rejects(sendMigration(many, a), { code: 'ERR_MIGRATE_MEMORY', length: 4097 });
     assert.throws(() => new MigrationReceiver(memory([0x800, 0x1000]), a), { code: 'ERR_MIGRATE_MEMORY' });
   });
 

@@ -14,6 +14,7 @@ import {
   HEADER_SIZE,
   HELLO_MAGIC,
   MAX_FRAME_PAGES,
+  MAX_REGIONS,
   PAGE_SIZE,
   protocolError,
   RANGE_SIZE,
@@ -93,7 +94,7 @@ const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
  * of all memory that the receiver checks. Resolves once the receiver confirmed it.
  *
  * Every region must be tracked by an `AtomicBitmap` (a region without a bitmap is refused: its
- * later writes could not be seen) and made of whole 4 KiB pages. Writes made
+ * later writes could not be seen) and made of whole 4 KiB pages; at most 4096 regions. Writes made
  * while a round runs are caught by the next one, whatever their path (typed writes, slices,
  * iovec buffers, fd reads; a hypervisor's log through `syncDirty`). The stream is left open.
  *
@@ -111,6 +112,9 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
     }
   }
   const regions = layoutOf(memory);
+  if (regions.length > MAX_REGIONS) {
+    throw new MigrateError('ERR_MIGRATE_MEMORY', `${regions.length} regions: the wire format carries at most ${MAX_REGIONS}`, { length: regions.length });
+  }
   // A region without a bitmap would be sent once and its later writes never: refuse it.
   const untracked = memory.regions().find((r) => r.bitmap === NO_BITMAP);
   if (untracked !== undefined) {

@@ -121,11 +121,6 @@ export class FrameReader {
     this.#sink = sink;
   }
 
-  /** True between frames (a stream that ends here ended cleanly). */
-  get atBoundary(): boolean {
-    return this.#length < 0 && this.#have === 0;
-  }
-
   push(chunk: Buffer): void {
     if (this.#failed !== undefined) throw this.#failed;
     try {
