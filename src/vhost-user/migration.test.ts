@@ -8,6 +8,7 @@
  * Skips, saying why, where QEMU or the guest cannot be had (as e2e.test.ts).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,5 +124,32 @@ describe('live migration of a Linux guest on guestmem-vhost-user-blk', { skip: m
     t.diagnostic(report('negative control', o));
     assert.ok(o.dirtySyncs >= 4, `several dirty-sync rounds ran while the device wrote: ${o.dirtySyncs}`);
     assert.ok(o.stale > 0, report('negative control', o));
+  });
+});
+
+describe('the test-only switch of the negative control (no VM)', () => {
+  /** Marks pages 3 and 4 through a log over a memfd in a fresh process; what the log holds and counts. */
+  const markInChild = (env: NodeJS.ProcessEnv) => {
+    const code = `
+      import { MmapBackend } from ${JSON.stringify(new URL('../mmap/backend.js', import.meta.url).href)};
+      import { VhostUserLog } from ${JSON.stringify(new URL('./log.js', import.meta.url).href)};
+      const memfd = MmapBackend.memfd(4096);
+      const log = new VhostUserLog();
+      log.map(memfd.fd, 8, 0);
+      log.setLogAll(true);
+      log.sliceAt(0x1000).markDirty(0x2000, 0x2000);
+      console.log(JSON.stringify({ bits: log.bytes[0], marked: log.marked }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { bits: number; marked: number };
+  };
+
+  test('a back-end logs the pages it writes and counts them', () => {
+    const { GUESTMEM_TEST_DISCARD_DIRTY_LOG: _, ...env } = process.env;
+    assert.deepEqual(markInChild(env), { bits: 0b11000, marked: 2 });
+  });
+
+  test('with GUESTMEM_TEST_DISCARD_DIRTY_LOG=1 it counts them but leaves the log empty', () => {
+    assert.deepEqual(markInChild({ ...process.env, GUESTMEM_TEST_DISCARD_DIRTY_LOG: '1' }), { bits: 0, marked: 2 });
   });
 });
