@@ -45,6 +45,51 @@ case "$workload" in
     pattern 65536 256 128          # 16 MiB at 8 MiB
     pattern 1048576 32 32          # 32 MiB at 32 MiB
     ;;
+  migrate)
+    # For the live-migration test (src/vhost-user/migration.test.ts). 8 readers, each one dd
+    # process whose single 64 KiB buffer is filled again and again by O_DIRECT reads of its own
+    # 8 MiB of disk (read at most 2 MiB/s in all, through cgroup io.max): only the device's DMA
+    # writes those pages. The host steers through the first disk block: "stop" (the readers are
+    # stopped where they are), then, on the destination, "verify": each reader's buffer is hashed
+    # page by page, with the disk offset it must hold (its fd position less one block).
+    bs=65536; area=128
+    cg=/sys/fs/cgroup
+    { mount -t cgroup2 none $cg && echo +io > $cg/cgroup.subtree_control && mkdir $cg/readers &&
+      echo "$(cat /sys/block/vda/dev) rbps=2097152" > $cg/readers/io.max; } || echo "GUESTMEM: migrate no io throttle"
+    pids=
+    for k in 0 1 2 3 4 5 6 7; do
+      sh -c "echo \$\$ > $cg/readers/cgroup.procs; exec dd if=/dev/vda of=/dev/null bs=$bs iflag=direct skip=$((16 + k * area)) count=$area 2>/dev/null" &
+      pids="$pids $!"
+    done
+    ctl() { dd if=/dev/vda bs=4096 count=1 iflag=direct 2>/dev/null | tr -dc a-z; }
+    echo "GUESTMEM: migrate reading"
+    while [ "$(ctl)" != stop ]; do sleep 0.05; done
+    kill -STOP $pids
+    # A reader stops once its read completes: wait for that, so that the last DMA of every buffer
+    # happens before the switchover (a read the throttle still held would complete on the destination).
+    for p in $pids; do
+      while read -r _ _ state _ < /proc/$p/stat && [ "$state" != T ]; do sleep 0.02; done
+    done
+    echo "GUESTMEM: migrate stopped"
+    while [ "$(ctl)" != verify ]; do sleep 0.05; done
+    k=0
+    for p in $pids; do
+      addr=
+      while read -r range perms rest; do
+        start=$((0x${range%-*})); end=$((0x${range#*-}))
+        [ "$perms" = rw-p ] && [ "$rest" = "00000000 00:00 0" ] && [ $((end - start)) -eq $bs ] && addr=$start
+      done < /proc/$p/maps
+      pos=$(awk '/^pos:/ { print $2 }' /proc/$p/fdinfo/0 2>/dev/null)
+      if [ -z "$addr" ] || [ -z "$pos" ]; then echo "GUESTMEM: buf k=$k gone"; k=$((k + 1)); continue; fi
+      sums=
+      for i in $(seq 0 15); do
+        sums="$sums $(dd if=/proc/$p/mem bs=4096 skip=$((addr / 4096 + i)) count=1 2>/dev/null | sha256sum | cut -c1-16)"
+      done
+      echo "GUESTMEM: buf k=$k offset=$((pos - bs)) pages=$(echo $sums | tr ' ' ,)"
+      k=$((k + 1))
+    done
+    kill -KILL $pids
+    ;;
   bench)
     for run in 1 2 3; do
       pattern 4096 2048 0          # 8 MiB

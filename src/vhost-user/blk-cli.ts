@@ -19,7 +19,7 @@ import { MAX_BLK_QUEUES, VhostUserBlkDevice } from './blk-device.js';
 import type { VhostUserError } from './errors.js';
 import { bit, ProtocolFeature, requestName } from './protocol.js';
 import { VhostUserServer } from './server.js';
-import { DEFAULT_NEGOTIATION_TIMEOUT, PROTOCOL_FEATURES } from './session.js';
+import { DEFAULT_NEGOTIATION_TIMEOUT, PROTOCOL_FEATURES, type VhostUserSession } from './session.js';
 
 const NAME = 'guestmem-vhost-user-blk';
 
@@ -153,15 +153,23 @@ try {
 }
 let server: VhostUserServer;
 let blk: VirtioBlk;
+let session: VhostUserSession | undefined;
 try {
   // seg_max follows QEMU's default queue size of 128 (as qemu-storage-daemon's 126): a chain
   // may not be longer than its queue.
   blk = new VirtioBlk(new FdDisk(imageFd, { readOnly: args['read-only'] }), { id: args.id, queueSize: 128 });
   const device = new VhostUserBlkDevice(blk, { queues });
   const options = {
-    onConnect: () => log('info', 'front-end connected'),
-    onDisconnect: (e: VhostUserError | undefined) =>
-      e === undefined ? log('info', 'front-end disconnected') : log('error', `connection dropped (${e.code}): ${e.message}`),
+    onConnect: (s: VhostUserSession) => {
+      session = s;
+      log('info', 'front-end connected');
+    },
+    // The pages the session logged for a migration: the migration test reads them here.
+    onDisconnect: (e: VhostUserError | undefined) => {
+      const logged = `(${session?.log.marked} pages logged)`;
+      if (e === undefined) log('info', `front-end disconnected ${logged}`);
+      else log('error', `connection dropped (${e.code}): ${e.message} ${logged}`);
+    },
     onQueueError: (i: number, e: unknown) => log('error', `queue ${i} stopped: ${(e as Error).message}`),
     onMessage: args.verbose
       ? (request: number, size: number, fds: number) =>

@@ -18,6 +18,13 @@ import { LOG_PAGE_SIZE } from './protocol.js';
  * {@link VhostUserLog.missed} (a front-end that sized its log too small loses those pages).
  */
 export class VhostUserLog {
+  /**
+   * Test-only: GUESTMEM_TEST_DISCARD_DIRTY_LOG=1 in the environment makes every log drop its
+   * marks (still counted), the broken backend of the migration test's negative control. Never
+   * set it elsewhere: a migration would silently leave stale pages behind.
+   */
+  static readonly #discard = process.env.GUESTMEM_TEST_DISCARD_DIRTY_LOG === '1';
+  #marked = 0;
   #backend: MmapBackend | undefined;
   #bytes: Uint8Array | undefined;
   #logAll = false;
@@ -31,6 +38,11 @@ export class VhostUserLog {
   /** Marks that fell beyond the end of the log. */
   get missed(): number {
     return this.#missed;
+  }
+
+  /** Page marks made while logging (a page marked twice counts twice). */
+  get marked(): number {
+    return this.#marked;
   }
 
   /** The log's bits (undefined until mapped). */
@@ -90,6 +102,8 @@ export class VhostUserLog {
     const bytes = this.#bytes;
     if (bytes === undefined || !this.#logAll || length === 0) return;
     const last = Math.floor((gpa + length - 1) / LOG_PAGE_SIZE);
+    this.#marked += last - Math.floor(gpa / LOG_PAGE_SIZE) + 1;
+    if (VhostUserLog.#discard) return;
     for (let page = Math.floor(gpa / LOG_PAGE_SIZE); page <= last; page++) {
       const i = Math.floor(page / 8);
       if (i >= bytes.length) {
