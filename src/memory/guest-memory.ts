@@ -2,7 +2,7 @@ import { GuestAddress, type MemoryRegionAddress, validateIndex } from '../addres
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { BackingViews } from '../backend/views.js';
 import { AtomicBitmap, atomicBitmapTarget, type DirtyLog, type DirtyRange } from '../bitmap/atomic-bitmap.js';
-import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
+import { type Bitmap, NO_BITMAP, type PageMarks } from '../bitmap/bitmap.js';
 import { ByteAccess, type Span } from '../bytes/access.js';
 import { hex } from '../errors.js';
 import { GuestMemoryRegion } from '../region/region.js';
@@ -54,6 +54,8 @@ class ScratchSpan implements Span {
   readonly bitmap: Bitmap = NO_BITMAP;
   readonly scratch = true;
   readonly readOnly = false;
+  readonly _marks: PageMarks | null = null;
+  readonly _markBase = 0;
   readonly _writeLength = -1;
   bytes: Uint8Array;
 
