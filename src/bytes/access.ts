@@ -175,7 +175,8 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
       } else if (pieces) {
         copyPieces(s.v, abs, buf, done, n, false);
       } else {
-        buf.set(s.v.u8.subarray(abs, abs + n), done);
+        // A view made from the buffer costs less than `subarray` (no species lookup).
+        buf.set(new Uint8Array(s.v.buffer, abs, n), done);
       }
       done += n;
     }
