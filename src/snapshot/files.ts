@@ -3,8 +3,10 @@
  * file, and replacing a snapshot's files so that a failure at any step leaves the previous ones.
  *
  * Durability: a new file's data is fsynced before it is renamed into place, and the directory
- * is fsynced after the renames, so that after a crash the name holds either the old file or the
- * complete new one (never an empty or partial file under the old name).
+ * is fsynced after the renames, so that after a crash a name never holds an empty or partial
+ * file. The old files are moved aside before the new ones come in (so that no new file is ever
+ * paired with an old one): a crash in between leaves the names empty, and the previous snapshot
+ * only under its moved-aside names (`<name>.<tag>.old`), to be renamed back by hand.
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, renameSync, type Stats, unlinkSync, writeSync } from 'node:fs';
@@ -90,8 +92,9 @@ export interface Staged {
 
 /**
  * Renames each staged file over its target, in order; the last is the commit point. Targets
- * replaced are first moved aside (as `<target>.<tag>.old`), earliest first, so that until the
- * last rename no target is there, and none is paired with a file of the other snapshot. A
+ * replaced are first moved aside (as `<target>.<tag>.old`), the last (the layout) first, so that
+ * until the last rename the last target is not there, and no file is paired with a file of the
+ * other snapshot. A
  * failed step undoes the earlier ones in reverse: the targets are as before, the staged files
  * at their temporary names. The moved-aside files are removed once the directory is synced.
  *
