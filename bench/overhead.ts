@@ -55,7 +55,7 @@ for (const n of [1, 64, 1024]) {
   const tables = (plain.heap + plain.external - before.heap - before.external) / K;
   const bitmapHeap = (tracked.heap - plain.heap) / K - tables;
   info(`memory_per_GiB.regions_and_tables.r${n}`, `${tables.toFixed(0)} B (${(tables / n).toFixed(0)} B per region)`);
-  info(`memory_per_GiB.bitmap_4k_pages.r${n}`, `${((tracked.external - plain.external) / K).toFixed(0)} B of bits + ${bitmapHeap.toFixed(0)} B of objects`);
+  info(`memory_per_GiB.bitmap_4k_pages.r${n}`, `${((tracked.external - plain.external) / K).toFixed(0)} B of bits and byte marks + ${bitmapHeap.toFixed(0)} B of objects`);
   if (keep.length !== 2 * K) throw new Error('unreachable');
 }
 

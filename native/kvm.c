@@ -93,6 +93,31 @@ static void vcpu_unref(vcpu *v) {
   if (last) vcpu_free(v);
 }
 
+/*
+ * The pages of every memory slot made here, by VM fd and slot id. KVM_GET_DIRTY_LOG writes one
+ * bit per page of the slot into the caller's buffer, so that buffer is checked against the
+ * slot's real size, never against what the JS side believes. Slots are made, deleted and their
+ * logs read under `slot_lock`, so an entry always matches the slot while it is used. A VM fd
+ * closed and reused by another VM leaves stale entries: harmless, since a slot of the new VM is
+ * recorded when it is made, and the kernel refuses one that does not exist before it writes.
+ */
+typedef struct slot_size {
+  struct slot_size *next;
+  int vm;
+  uint32_t slot;
+  uint64_t pages;
+} slot_size;
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static slot_size *slot_sizes;
+
+/* The entry of a slot (under `slot_lock`), or where it would be linked. */
+static slot_size **slot_find(int vm, uint32_t slot) {
+  slot_size **p = &slot_sizes;
+  while (*p != NULL && !((*p)->vm == vm && (*p)->slot == slot)) p = &(*p)->next;
+  return p;
+}
+
 /* ---- arguments ---- */
 
 static bool get_u64(napi_env env, napi_value v, double max, uint64_t *out) {
@@ -229,7 +254,28 @@ static napi_value js_set_memory_region(napi_env env, napi_callback_info info) {
   struct kvm_userspace_memory_region r = {
       .slot = (uint32_t)slot, .flags = (uint32_t)flags, .guest_phys_addr = gpa, .memory_size = size,
       .userspace_addr = host};
-  if (xioctl(fd, KVM_SET_USER_MEMORY_REGION, &r) < 0) return fail_errno(env, "KVM_SET_USER_MEMORY_REGION", errno);
+  pthread_mutex_lock(&slot_lock);
+  int err = xioctl(fd, KVM_SET_USER_MEMORY_REGION, &r) < 0 ? errno : 0;
+  slot_size **p = slot_find(fd, (uint32_t)slot);
+  if (err == 0 && size == 0 && *p != NULL) {
+    slot_size *gone = *p;
+    *p = gone->next;
+    free(gone);
+  } else if (err == 0 && size != 0) {
+    /* The kernel took the size (whole pages) and keeps it until the slot is deleted. */
+    if (*p == NULL && (*p = calloc(1, sizeof **p)) != NULL) **p = (slot_size){.vm = fd, .slot = (uint32_t)slot};
+    if (*p != NULL) {
+      (*p)->pages = size / 4096;
+    } else {
+      /* A slot whose log could not be checked must not exist: delete it again. */
+      struct kvm_userspace_memory_region gone = {.slot = (uint32_t)slot};
+      xioctl(fd, KVM_SET_USER_MEMORY_REGION, &gone);
+      pthread_mutex_unlock(&slot_lock);
+      return fail_errno(env, "calloc", ENOMEM);
+    }
+  }
+  pthread_mutex_unlock(&slot_lock);
+  if (err != 0) return fail_errno(env, "KVM_SET_USER_MEMORY_REGION", err);
   return NULL;
 }
 
@@ -244,7 +290,10 @@ static napi_value js_enable_manual_dirty_log(napi_env env, napi_callback_info in
   return NULL;
 }
 
-/* kvmGetDirtyLog(vm, slot, log) -> dirty pages: fills `log` (a BigUint64Array, a bit per page). */
+/*
+ * kvmGetDirtyLog(vm, slot, log) -> dirty pages: fills `log` (a BigUint64Array, a bit per page),
+ * which must hold the whole log of a slot made by kvmSetMemoryRegion (ENOENT for another slot).
+ */
 static napi_value js_get_dirty_log(napi_env env, napi_callback_info info) {
   napi_value argv[3];
   int fd;
@@ -254,9 +303,19 @@ static napi_value js_get_dirty_log(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 3, argv) || !get_fd(env, argv[0], &fd) || !get_u64(env, argv[1], UINT32_MAX, &slot) ||
       (log = get_array(env, argv[2], napi_biguint64_array, 0, &bytes)) == NULL)
     return BAD_ARG(env, "arguments to kvmGetDirtyLog");
-  /* The kernel writes one bit per page of the slot: the TS layer sizes `log` for the slot. */
-  struct kvm_dirty_log d = {.slot = (uint32_t)slot, .dirty_bitmap = log};
-  if (xioctl(fd, KVM_GET_DIRTY_LOG, &d) < 0) return fail_errno(env, "KVM_GET_DIRTY_LOG", errno);
+  /* The kernel writes one bit per page of the slot, in whole u64 words: `log` must hold them. */
+  pthread_mutex_lock(&slot_lock);
+  slot_size *e = *slot_find(fd, (uint32_t)slot);
+  uint64_t pages = e == NULL ? 0 : e->pages;
+  int err = 0;
+  if (pages == 0) err = ENOENT; /* what the kernel says for a slot that does not exist */
+  else if ((pages + 63) / 64 * 8 <= bytes) {
+    struct kvm_dirty_log d = {.slot = (uint32_t)slot, .dirty_bitmap = log};
+    if (xioctl(fd, KVM_GET_DIRTY_LOG, &d) < 0) err = errno;
+  }
+  pthread_mutex_unlock(&slot_lock);
+  if (pages != 0 && (pages + 63) / 64 * 8 > bytes) return BAD_ARG(env, "dirty log: shorter than the slot's pages");
+  if (err != 0) return fail_errno(env, "KVM_GET_DIRTY_LOG", err);
   /* The count lets the caller skip clearing and merging a clean log, the usual case. */
   double dirty = 0;
   for (size_t k = 0; k < bytes / 8; k++) dirty += __builtin_popcountll(log[k]);

@@ -2,7 +2,7 @@ import { describe, isIndex, validateIndex } from '../address/address.js';
 import type { MemoryBackend } from '../backend/backend.js';
 import { HOST_LITTLE_ENDIAN, isSharedArrayBuffer, sharedMemoryMissing } from '../backend/views.js';
 import { hex } from '../errors.js';
-import type { Bitmap } from './bitmap.js';
+import { type Bitmap, PageMarks } from './bitmap.js';
 import { BitmapError } from './errors.js';
 
 /** The page size a bitmap tracks unless told otherwise. */
@@ -107,6 +107,15 @@ interface AdoptingOptions extends AtomicBitmapOptions {
  * write: on a ~3.8 ns u64 write, a plain mark adds ~0.7-1 ns and an atomic one ~10 ns (Node 20,
  * x86-64). Share a bitmap only when other workers write the memory it tracks.
  *
+ * **Byte marks.** The typed writes of regions and slices over a non-shared bitmap do not call
+ * {@link AtomicBitmap.markDirty}: they store a 1 in a byte per page (a shift and a store, the
+ * same code for tracked and untracked memory), and every method that reads or clears bits first
+ * folds those bytes into them. The bytes cost one per page (256 KiB per GiB at 4 KiB pages), are
+ * made only once a region or slice uses the bitmap, and belong to the one thread that owns the
+ * bitmap, so the fold needs no atomics. A shared bitmap has none: its bits are read by other
+ * workers and processes (a vhost-user front-end reads the log in place), so every mark goes
+ * into them at once, atomically.
+ *
  * **Range checks.** vm-memory ignores marks beyond the bitmap; this one throws
  * `ERR_BITMAP_OUT_OF_RANGE`, because a mark out of range means the caller's region bookkeeping
  * is wrong, and ignoring it would silently lose dirty pages. Bad numbers (negative, fractional,
@@ -144,6 +153,8 @@ export class AtomicBitmap implements Bitmap {
   /** @internal The words are shared with other threads: marks are atomic. */
   declare private readonly _shared: boolean;
   readonly #backing: BitmapBacking | undefined;
+  /** Byte-per-page marks of a non-shared bitmap, made when a span first asks for them. */
+  #marks: PageMarks | undefined;
 
   /**
    * A bitmap of `byteLength` bytes, all clean.
@@ -339,11 +350,13 @@ export class AtomicBitmap implements Bitmap {
   resetRange(offset: number, length: number): void {
     checkRange(offset, length, this.#byteLength, 'the bitmap');
     if (length === 0) return;
+    this.#fold();
     this.#update(this.#pageOf(offset), this.#pageOf(offset + length - 1), false);
   }
 
   /** Clears every page. Bits that another worker set beyond this bitmap's length stay. */
   resetAll(): void {
+    this.#fold();
     const words = this._words;
     for (let k = 0; k < this.#usedWords; k++) {
       const mask = this.#maskOf(k);
@@ -359,6 +372,7 @@ export class AtomicBitmap implements Bitmap {
    */
   dirtyAt(offset: number): boolean {
     checkOffset(offset, this.#byteLength, 'the bitmap');
+    this.#fold();
     return this.#bit(this.#pageOf(offset));
   }
 
@@ -377,6 +391,7 @@ export class AtomicBitmap implements Bitmap {
         { address: pageIndex * this.#pageSize },
       );
     }
+    this.#fold();
     return this.#bit(pageIndex);
   }
 
@@ -394,6 +409,7 @@ export class AtomicBitmap implements Bitmap {
 
   /** How many pages are dirty. */
   count(): number {
+    this.#fold();
     let n = 0;
     for (let k = 0; k < this.#usedWords; k++) n += popcount(this.#load(k));
     return n;
@@ -407,6 +423,7 @@ export class AtomicBitmap implements Bitmap {
    * or may not show. Use {@link AtomicBitmap.harvest} for a consistent snapshot.
    */
   *dirtyRanges(): IterableIterator<DirtyRange> {
+    this.#fold();
     let start = -1; // first page of the run under way, or -1
     for (let k = 0; k < this.#usedWords; k++) {
       const word = this.#load(k);
@@ -433,6 +450,7 @@ export class AtomicBitmap implements Bitmap {
    * {@link AtomicBitmap.count} or {@link AtomicBitmap.isBitDirty}.
    */
   harvest(): AtomicBitmap {
+    this.#fold();
     const taken = new AtomicBitmap(this.#byteLength, { pageSize: this.#pageSize });
     const words = this._words;
     const last = this.#usedWords - 1;
@@ -516,6 +534,8 @@ export class AtomicBitmap implements Bitmap {
    * returns them as a new non-shared bitmap; other pages are neither read nor cleared.
    */
   _takePages(pages: AtomicBitmap, clear: boolean): AtomicBitmap {
+    this.#fold();
+    pages.#fold();
     const taken = new AtomicBitmap(this.#byteLength, { pageSize: this.#pageSize });
     const words = this._words;
     const wanted = pages._words;
@@ -546,6 +566,7 @@ export class AtomicBitmap implements Bitmap {
         { length: newByteLength },
       );
     }
+    this.#fold();
     const bytes = wordBytes(pages);
     const buffer = this._words.buffer as unknown as GrowableBuffer;
     if (this.#backing !== undefined) {
@@ -571,6 +592,34 @@ export class AtomicBitmap implements Bitmap {
       this._words = words;
     }
     this.#setLength(newByteLength, pages);
+    // Folded above: the spans holding the marks object see fresh, clean bytes for every page.
+    if (this.#marks !== undefined) this.#marks.bytes = markBytes(pages);
+  }
+
+  /**
+   * @internal The byte marks of a non-shared bitmap (made on first use), or `undefined` for a
+   * shared one, whose marks must reach the shared bits at once.
+   */
+  _pageMarks(): PageMarks | undefined {
+    if (this._shared) return undefined;
+    return (this.#marks ??= new PageMarks(markBytes(this.#pageCount), this._shift));
+  }
+
+  /** Moves the byte marks into the bits: this thread alone marks a non-shared bitmap. */
+  #fold(): void {
+    const m = this.#marks;
+    if (m === undefined) return;
+    const bytes = m.bytes;
+    // Four pages per test: the marks are sparse between harvests.
+    const groups = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+    const words = this._words;
+    for (let g = 0; g < groups.length; g++) {
+      if (groups[g] === 0) continue;
+      for (let p = g * 4; p < g * 4 + 4; p++) {
+        if (bytes[p] !== 0) words[p >>> 5] |= 1 << (p & 31);
+      }
+      groups[g] = 0;
+    }
   }
 
   #setLength(byteLength: number, pages: number): void {
@@ -698,6 +747,24 @@ function pagesFor(byteLength: number, pageSize: number): number {
     );
   }
   return pages;
+}
+
+/** Zeroed mark bytes for `pages` pages, in whole 64-bit words. */
+function markBytes(pages: number): Uint8Array {
+  return new Uint8Array(Math.ceil(pages / 8) * 8);
+}
+
+/**
+ * @internal Where the typed writes of a span of `length` bytes with `bitmap` store their marks:
+ * `marks.bytes[(base + offset) >>> marks.shift]`; `undefined` when they go through
+ * `bitmap.markDirty`: untracked memory (the no-op bitmap, which V8 inlines to nothing), a shared
+ * bitmap, a bitmap of another kind, or one that does not cover the span (its marks must throw).
+ */
+export function spanMarks(bitmap: Bitmap, length: number): { marks: PageMarks; base: number } | undefined {
+  const target = atomicBitmapTarget(bitmap);
+  if (target === undefined || target.base + length > Math.min(target.root.byteLength, FAST_LIMIT)) return undefined;
+  const marks = target.root._pageMarks();
+  return marks && { marks, base: target.base };
 }
 
 /** The bits of word `k` that stand for pages below `pages`. */

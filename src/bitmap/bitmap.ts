@@ -28,3 +28,23 @@ export class NoopBitmap implements Bitmap {
 
 /** The one no-op bitmap. */
 export const NO_BITMAP: Bitmap = new NoopBitmap();
+
+/**
+ * @internal Dirty marks of one bitmap that the value-write paths set with a plain byte store:
+ * `bytes[offset >>> shift] = 1`, no read-modify-write and no call. Every reader of the bitmap
+ * folds them into its bits first. `bytes` may be replaced (the bitmap grew); holders keep this
+ * object.
+ */
+export class PageMarks {
+  declare bytes: Uint8Array;
+  /** `log2(pageSize)`. */
+  declare readonly shift: number;
+  /** A value of at most this many bytes touches at most two pages: its first and its last. */
+  declare readonly pageSize: number;
+
+  constructor(bytes: Uint8Array, shift: number) {
+    this.bytes = bytes;
+    this.shift = shift;
+    this.pageSize = 2 ** shift;
+  }
+}

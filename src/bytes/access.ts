@@ -5,7 +5,7 @@
  */
 import { validateIndex } from '../address/address.js';
 import type { BackingViews } from '../backend/views.js';
-import type { Bitmap } from '../bitmap/bitmap.js';
+import type { Bitmap, PageMarks } from '../bitmap/bitmap.js';
 import { hex } from '../errors.js';
 import type { Bytes } from './bytes.js';
 import { VolatileMemoryError } from './errors.js';
@@ -26,6 +26,13 @@ export interface Span {
   readonly base: number;
   /** Dirty bitmap, with offsets from the span's first byte. */
   readonly bitmap: Bitmap;
+  /**
+   * Where value writes store their dirty marks (`spanMarks`), or null when they call
+   * `bitmap.markDirty`.
+   */
+  readonly _marks: PageMarks | null;
+  /** The marks' byte offset of the span's first byte. */
+  readonly _markBase: number;
   /** True only for the scratch copy of a value that straddles two regions. */
   readonly scratch: boolean;
   /** True when writes must not reach the span. */
@@ -96,8 +103,20 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
   /** @internal Completes a value write: dirty marking, or the write-back of a straddling value. */
   _done(abs: number, size: number): void {
     const s = this._span;
-    if (s.scratch) this._flush(size);
-    else s.bitmap.markDirty(abs - s.base, size);
+    if (s.scratch) {
+      this._flush(size);
+      return;
+    }
+    const m = s._marks;
+    if (m !== null && size <= m.pageSize) {
+      // A non-shared AtomicBitmap: a byte for the first page and one for the last, no call.
+      const o = abs - s.base + s._markBase;
+      const bytes = m.bytes;
+      bytes[o >>> m.shift] = 1;
+      bytes[(o + size - 1) >>> m.shift] = 1;
+    } else {
+      s.bitmap.markDirty(abs - s.base, size);
+    }
   }
 
   // ---- bulk ------------------------------------------------------------------------------------
@@ -156,7 +175,8 @@ export abstract class ByteAccess<A extends number> implements Bytes<A> {
       } else if (pieces) {
         copyPieces(s.v, abs, buf, done, n, false);
       } else {
-        buf.set(s.v.u8.subarray(abs, abs + n), done);
+        // A view made from the buffer costs less than `subarray` (no species lookup).
+        buf.set(new Uint8Array(s.v.buffer, abs, n), done);
       }
       done += n;
     }

@@ -2,7 +2,7 @@ import { GuestAddress, type MemoryRegionAddress, validateIndex } from '../addres
 import { heapBackend, sharedBackend } from '../backend/buffer.js';
 import { BackingViews } from '../backend/views.js';
 import { AtomicBitmap, atomicBitmapTarget, type DirtyLog, type DirtyRange } from '../bitmap/atomic-bitmap.js';
-import { type Bitmap, NO_BITMAP } from '../bitmap/bitmap.js';
+import { type Bitmap, NO_BITMAP, type PageMarks } from '../bitmap/bitmap.js';
 import { ByteAccess, type Span } from '../bytes/access.js';
 import { hex } from '../errors.js';
 import { GuestMemoryRegion } from '../region/region.js';
@@ -54,6 +54,8 @@ class ScratchSpan implements Span {
   readonly bitmap: Bitmap = NO_BITMAP;
   readonly scratch = true;
   readonly readOnly = false;
+  readonly _marks: PageMarks | null = null;
+  readonly _markBase = 0;
   readonly _writeLength = -1;
   bytes: Uint8Array;
 
@@ -95,6 +97,13 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   readonly #perChunk: number = Number.NaN;
   /** Per chunk, the first region whose end lies past the chunk's start; one more entry: n - 1. */
   readonly #directory: Int32Array;
+  /**
+   * The hot path's directory: per chunk, that region itself, and the one after it (or it again),
+   * which holds the chunk's other addresses when a region boundary falls inside the chunk. One
+   * dependent load fewer than `#directory` then `#table`.
+   */
+  readonly #chunkFirst: GuestMemoryRegion[];
+  readonly #chunkSecond: GuestMemoryRegion[];
   /** @internal The span of the last access: the last region hit (the lookup cache), or scratch. */
   declare _span: GuestMemoryRegion | ScratchSpan;
   #scratch: ScratchSpan | undefined;
@@ -121,6 +130,8 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
     }
     dir[chunks] = sorted.length - 1;
     this.#directory = dir;
+    this.#chunkFirst = Array.from(dir.subarray(0, chunks), (i) => sorted[i]);
+    this.#chunkSecond = Array.from(dir.subarray(0, chunks), (i) => sorted[Math.min(i + 1, sorted.length - 1)]);
     this._span = sorted[0];
   }
 
@@ -425,12 +436,12 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
       // `off >>> 0 === off`: a non-negative integer below 2^32, which every offset in a region is.
       if (!(off >>> 0 === off && off <= (write ? r._writeLength : r.length) - size)) {
         if (!(addr >= 0 && addr < this.#end)) return this.#atSlow(addr, size, write);
-        const i = this.#directory[Math.floor(addr * this.#perChunk)];
-        r = this.#table[i];
+        const c = Math.floor(addr * this.#perChunk);
+        r = this.#chunkFirst[c];
         off = addr - r.start;
-        if (off >= r.length && i + 1 < this.#table.length) {
-          // The chunk holds the end of region i and the start of the next (past a hole).
-          r = this.#table[i + 1];
+        if (off >= r.length) {
+          // The chunk holds the end of one region and the start of the next (past a hole).
+          r = this.#chunkSecond[c];
           off = addr - r.start;
         }
         if (!(off >>> 0 === off && off <= (write ? r._writeLength : r.length) - size)) return this.#atSlow(addr, size, write);

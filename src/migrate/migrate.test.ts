@@ -244,6 +244,17 @@ describe('migration refusals', () => {
     ['DONE after the wrong number of rounds', [ok, round(0, 0), frame(FrameType.DONE, 40, Buffer.alloc(40))], 'incomplete'],
     ['a second HELLO', [ok, ok], 'incomplete'],
     ['a RESULT from the sender', [ok, frame(FrameType.RESULT, 4, Buffer.alloc(4))], 'incomplete'],
+    ['a HELLO without its magic', [(() => { const h = Buffer.from(ok); h.write('XX', 8, 'latin1'); return h; })()], 'waiting'],
+    ['a HELLO of another page size', [(() => { const h = Buffer.from(ok); h.writeUInt32LE(8192, 20); return h; })()], 'waiting'],
+    ['a HELLO shorter than its fixed part', [frame(FrameType.HELLO, 4, Buffer.alloc(4))], 'waiting'],
+    ['a HELLO longer than the most regions', [Buffer.from([0x47, 0x4d, 1, 0, 0xff, 0xff, 0x01, 0x00])], 'waiting'],
+    ['a region length of 2^53 or more', [(() => { const h = Buffer.from(ok); h.writeUInt32LE(0x200000, 40); return h; })()], 'waiting'],
+    ['a ROUND before the layout', [round(0, 0)], 'waiting'],
+    ['a PAGES frame shorter than its fixed part', [ok, Buffer.from([0x47, 0x4d, 2, 0, 8, 0, 0, 0])], 'incomplete'],
+    ['a ZERO frame of the wrong length', [ok, frame(FrameType.ZERO, 8, Buffer.alloc(8))], 'incomplete'],
+    ['a ROUND frame of the wrong length', [ok, frame(FrameType.ROUND, 4, Buffer.alloc(4))], 'incomplete'],
+    ['a DONE frame of the wrong length', [ok, round(0, 0), frame(FrameType.DONE, 8, Buffer.alloc(8))], 'incomplete'],
+    ['a DONE whose reserved word is not zero', [ok, round(0, 0), (() => { const d = Buffer.alloc(40); d.writeUInt32LE(1, 0); d.writeUInt32LE(1, 4); return frame(FrameType.DONE, 40, d); })()], 'incomplete'],
   ];
   test('a chunk the receiver hashes in idle time while a frame\'s pages are half written is hashed again once they are in', async () => {
     // 64 chunks of 64 KiB: the receiver hashes them 16 per event-loop turn after round 0.

@@ -3,11 +3,13 @@
  * file, and replacing a snapshot's files so that a failure at any step leaves the previous ones.
  *
  * Durability: a new file's data is fsynced before it is renamed into place, and the directory
- * is fsynced after the renames, so that after a crash the name holds either the old file or the
- * complete new one (never an empty or partial file under the old name).
+ * is fsynced after the renames, so that after a crash a name never holds an empty or partial
+ * file. The old files are moved aside before the new ones come in (so that no new file is ever
+ * paired with an old one): a crash in between leaves the names empty, and the previous snapshot
+ * only under its moved-aside names (`<name>.<tag>.old`), to be renamed back by hand.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, lstatSync, openSync, renameSync, type Stats, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, linkSync, lstatSync, openSync, renameSync, type Stats, unlinkSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { SnapshotError } from './errors.js';
 
@@ -90,10 +92,14 @@ export interface Staged {
 
 /**
  * Renames each staged file over its target, in order; the last is the commit point. Targets
- * replaced are first moved aside (as `<target>.<tag>.old`), earliest first, so that until the
- * last rename no target is there, and none is paired with a file of the other snapshot. A
+ * replaced are first moved aside (as `<target>.<tag>.old`), the last (the layout) first, so that
+ * until the last rename the last target is not there, and no file is paired with a file of the
+ * other snapshot. A
  * failed step undoes the earlier ones in reverse: the targets are as before, the staged files
  * at their temporary names. The moved-aside files are removed once the directory is synced.
+ * A single file has nothing to be paired with: its target is kept by a second name (a hard
+ * link) and replaced by one rename, so that a reader sees the old file or the new one, never
+ * none; a failure renames the old one back over it.
  *
  * @throws {SnapshotError} `ERR_SNAPSHOT_IO` (the undo, if it failed too, is named in the message).
  */
@@ -109,26 +115,45 @@ export function replaceFiles(staged: readonly Staged[], tag: string): void {
     done.push([from, to]);
   };
   const aside = staged.map((s) => besidePath(s.target, tag, 'old'));
+  let kept = false;
   try {
+    kept = staged.length === 1 && keep(staged[0].target, aside[0]);
     // The last target (the layout) goes aside first: from then on no pair of files is restorable.
-    for (let i = staged.length - 1; i >= 0; i--) move(staged[i].target, aside[i], true);
+    if (!kept) for (let i = staged.length - 1; i >= 0; i--) move(staged[i].target, aside[i], true);
     for (const s of staged) move(s.temp, s.target, false);
     syncDirectory(dirname(staged[0].target));
   } catch (err) {
     let undo = '';
-    for (const [from, to] of done.reverse()) {
+    const back = (from: string, to: string) => {
       try {
-        renameSync(to, from);
+        renameSync(from, to);
+        return true;
       } catch (e) {
-        undo += `; moving ${to} back to ${from} failed too: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+        undo += `; moving ${from} back to ${to} failed too: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+        return false;
       }
-    }
+    };
+    // Renaming a name over another link of the same file does nothing: the second name then goes.
+    if (kept) {
+      if (back(aside[0], staged[0].target)) removeQuietly(aside[0]);
+    } else for (const [from, to] of done.reverse()) back(to, from);
     const failure = ioError(err, `replacing ${staged.map((s) => s.target).join(' and ')}`);
     if (undo === '') throw failure;
     throw new SnapshotError('ERR_SNAPSHOT_IO', `${failure.message}${undo}`, { cause: err });
   }
   // The new files are in place: an old one that cannot be removed harms nothing beside them.
   for (const path of aside) removeQuietly(path);
+}
+
+/** Links `path` as `name` too; false when there is no `path` or its file system has no hard links. */
+function keep(path: string, name: string): boolean {
+  try {
+    linkSync(path, name);
+    return true;
+  } catch (err) {
+    if (['ENOENT', 'EPERM', 'EOPNOTSUPP', 'EMLINK'].includes((err as NodeJS.ErrnoException).code ?? '')) return false;
+    throw err;
+  }
 }
 
 /** Removes `path` if it is there; cleanup whose own failure would only hide what is reported. */

@@ -14,7 +14,7 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { GuestMemory } from '../memory/guest-memory.js';
 import { GuestMemoryRegion } from '../region/region.js';
 import type { SnapshotError } from './errors.js';
-import { layoutPath, MAX_LAYOUT_BYTES } from './layout.js';
+import { layoutPath, MAX_LAYOUT_BYTES, writeLayout } from './layout.js';
 import { mergeSnapshots, restoreSnapshot } from './restore.js';
 import { writeDiffSnapshot, writeFullSnapshot } from './write.js';
 
@@ -349,6 +349,48 @@ describe('a snapshot that fails at any step leaves the previous one restorable',
 
   /** Files beside `path` that a snapshot of it made and did not remove. */
   const leftovers = (path: string) => readdirSync(dir).filter((f) => f.startsWith(`${basename(path)}.`) && /\.(tmp|old)$/.test(f));
+
+  it('a layout rewritten alone (as a merge does) is the old file or the new one at every step, and the old one after a failure', () => {
+    const mem = build();
+    scribble(mem, rng(30), 10);
+    const path = file('layout-alone');
+    const first = writeFullSnapshot(mem, path);
+    const target = layoutPath(path);
+    const old = readFileSync(target, 'utf8');
+    const next = { ...first, data: [] };
+    // Every rename leaves a layout file in place: a reader never finds none.
+    const real = fs.renameSync;
+    const missing: string[] = [];
+    mock.method(fs, 'renameSync', (from: string, to: string) => {
+      real(from, to);
+      if (!existsSync(target)) missing.push(`${basename(from)} -> ${basename(to)}`);
+    });
+    syncBuiltinESMExports();
+    try {
+      writeLayout(path, next);
+    } finally {
+      mock.restoreAll();
+      syncBuiltinESMExports();
+    }
+    assert.deepEqual(missing, [], 'renames after which the layout was missing');
+    const written = readFileSync(target, 'utf8');
+    assert.notEqual(written, old);
+    writeLayout(path, first);
+    let failed = 0;
+    for (let k = 1; ; k++) {
+      const { calls, error } = failingAt(k, () => writeLayout(path, next));
+      if (error === undefined) {
+        assert.ok(k > calls);
+        break;
+      }
+      failed++;
+      assert.equal((error as SnapshotError).code, 'ERR_SNAPSHOT_IO', `call ${k}: ${(error as Error).message}`);
+      assert.equal(readFileSync(target, 'utf8'), old, `call ${k}: the old layout is in place`);
+      assert.deepEqual(leftovers(target), [], `call ${k}: nothing left beside it`);
+    }
+    assert.ok(failed >= 6, `${failed} steps failed in turn`);
+    assert.equal(readFileSync(target, 'utf8'), written);
+  });
 
   for (const kind of ['full', 'diff'] as const) {
     it(`a ${kind} snapshot over an older one`, () => {

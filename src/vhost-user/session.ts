@@ -58,9 +58,10 @@ export interface SessionOptions {
    */
   maxMemory?: number | undefined;
   /**
-   * Milliseconds the front-end has from the connection to SET_OWNER, the message that opens
-   * every vhost-user session (QEMU sends it at once): a connection still idle then is dropped
-   * with `ERR_VHOST_USER_TIMEOUT`, so that it cannot hold a one-at-a-time server. Default
+   * Milliseconds the front-end has from the connection to SET_OWNER (QEMU sends it right after
+   * its feature negotiation, GET_FEATURES and the protocol features): a connection that has not
+   * sent it then is dropped with `ERR_VHOST_USER_TIMEOUT`, so that it cannot hold a
+   * one-at-a-time server. After SET_OWNER no timeout applies. Default
    * {@link DEFAULT_NEGOTIATION_TIMEOUT}; 0 waits forever.
    */
   negotiationTimeout?: number | undefined;

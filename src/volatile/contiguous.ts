@@ -1,6 +1,7 @@
 import { validateIndex } from '../address/address.js';
 import type { BackingViews } from '../backend/views.js';
-import type { Bitmap } from '../bitmap/bitmap.js';
+import { spanMarks } from '../bitmap/atomic-bitmap.js';
+import type { Bitmap, PageMarks } from '../bitmap/bitmap.js';
 import { ByteAccess, type Span } from '../bytes/access.js';
 import { VolatileMemoryError } from '../bytes/errors.js';
 import { hex } from '../errors.js';
@@ -26,6 +27,8 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
    */
   declare readonly _writeLength: number;
   /** @internal */ readonly scratch = false;
+  /** @internal */ declare readonly _marks: PageMarks | null;
+  /** @internal */ declare readonly _markBase: number;
 
   constructor(v: BackingViews, base: number, length: number, bitmap: Bitmap, readOnly: boolean) {
     super();
@@ -35,6 +38,9 @@ export abstract class ContiguousBytes<A extends number> extends ByteAccess<A> im
     this.bitmap = bitmap;
     this.readOnly = readOnly;
     this._writeLength = readOnly ? -1 : length;
+    const marks = spanMarks(bitmap, length);
+    this._marks = marks === undefined ? null : marks.marks;
+    this._markBase = marks === undefined ? 0 : marks.base;
     this._span = this;
   }
 

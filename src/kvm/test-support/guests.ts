@@ -13,15 +13,15 @@ import { KvmError } from '../errors.js';
 import type { KvmVcpu } from '../vcpu.js';
 import { KvmVm } from '../vm.js';
 
-/** The reason every KVM test prints where it cannot run (the rig helper greps for it). */
+/** The reason every KVM test prints where it cannot run (the README quotes it). */
 export function noKvmReason(errno: string): string {
   return `no usable /dev/kvm here (${errno}); the nested-KVM rig test runs these tests`;
 }
 
 /**
  * True inside the nested-KVM rig (`GUESTMEM_KVM_RIG=1`), where QEMU's emulated page walk writes a
- * paging guest's page tables every time the guest runs, so that KVM logs them dirty (measured by
- * the rig's helper, /work/briefs/rig-findings.md).
+ * paging guest's page tables every time the guest runs, so that KVM logs them dirty (measured in
+ * the rig with tiny guests whose page tables had their A/D bits preset).
  */
 export const IN_RIG = process.env.GUESTMEM_KVM_RIG === '1';
 
