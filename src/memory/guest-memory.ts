@@ -348,6 +348,26 @@ export class GuestMemory extends ByteAccess<GuestAddress> {
   }
 
   /**
+   * Marks the pages of `ranges` dirty again: a consumer of {@link GuestMemory.harvestDirty} that
+   * failed (a snapshot, a migration) puts back what it took, so that the next harvest still
+   * reports those pages. Every range is checked before any page is marked.
+   *
+   * @throws {GuestMemoryError} `ERR_GUEST_ADDRESS_INVALID` when a range leaves memory.
+   */
+  markDirty(ranges: readonly GuestDirtyRange[]): void {
+    for (const { start, length } of ranges) this._checkRange(GuestAddress(start), length);
+    for (const { start, length } of ranges) {
+      for (let done = 0; done < length; ) {
+        const r = this.findRegion(GuestAddress(start + done)) as GuestMemoryRegion;
+        const at = start + done - r.start;
+        const n = Math.min(length - done, r.length - at);
+        r.bitmap.markDirty(at, n);
+        done += n;
+      }
+    }
+  }
+
+  /**
    * ORs an external dirty log (KVM_GET_DIRTY_LOG layout, one bit per page of the region's
    * bitmap) into the bitmap of the region that starts at `start`: a hypervisor reports its log
    * per memory slot, and a slot is a region. The log must cover every page of the region.

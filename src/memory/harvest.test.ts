@@ -38,6 +38,18 @@ describe('GuestMemory dirty pages', () => {
     assert.deepEqual(mem.harvestDirty(), []);
   });
 
+  it('puts harvested ranges back with markDirty, across adjacent regions; a range outside memory marks nothing', () => {
+    const mem = layout();
+    mem.writeSlice(G(3 * PAGE + 10), new Uint8Array(PAGE + 20));
+    mem.writeU8(G(33 * PAGE), 1);
+    const taken = mem.harvestDirty();
+    assert.deepEqual(mem.harvestDirty(), []);
+    assert.throws(() => mem.markDirty([...taken, { start: G(8 * PAGE), length: PAGE }]), { code: 'ERR_GUEST_ADDRESS_INVALID', address: 8 * PAGE });
+    assert.deepEqual(mem.harvestDirty(), [], 'a refused call marks nothing');
+    mem.markDirty(taken);
+    assert.deepEqual(mem.harvestDirty(), taken);
+  });
+
   it('reads the dirty ranges without clearing them, and resets them all', () => {
     const mem = layout();
     mem.writeU32LE(G(7 * PAGE), 1);

@@ -341,6 +341,28 @@ describe('migration options and callbacks', () => {
     assert.equal(receiver.state, 'incomplete');
   });
 
+  test('a failed migration puts back every page it took from the bitmaps', async () => {
+    const src = memory([0, 0x10000], [0x20000, 0x10000]);
+    src.writeU32LE(G(0x3000), 1); // dirty before the migration: taken by its first harvest
+    const [a, b] = duplexPair();
+    const receiver = new MigrationReceiver(memory([0, 0x10000], [0x20000, 0x10000]), b);
+    receiver.done.catch(() => {});
+    await assert.rejects(
+      sendMigration(src, a, {
+        pause: () => {
+          src.writeU32LE(G(0x25000), 2); // written during the migration, never taken
+          throw new Error('vCPUs would not stop');
+        },
+      }),
+      { code: 'ERR_MIGRATE_CALLBACK' },
+    );
+    a.destroy();
+    assert.deepEqual(src.harvestDirty(), [
+      { start: 0x3000, length: PAGE },
+      { start: 0x25000, length: PAGE },
+    ]);
+  });
+
   test('a bandwidth limit slows the stream to it; syncDirty runs before each harvest; progress reports each round', async () => {
     const src = memory([0, 0x100000]);
     src.fill(G(0), 0x100000, 1);

@@ -92,6 +92,8 @@ export class MigrationReceiver {
     this.#hashes = new ChunkHashes(memory);
     this.#onProgress = options.onProgress;
     this.done = new Promise((resolve, reject) => (this.#settle = { resolve, reject }));
+    // A caller that only watches `state` must not have a failed migration end the process.
+    this.done.catch(() => {});
     this.#channel = new Channel(
       stream,
       {

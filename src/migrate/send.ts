@@ -243,6 +243,14 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
     }
   };
 
+  // Every page taken from the bitmaps, put back if the migration fails: a later snapshot or
+  // migration must still see them.
+  const taken: GuestDirtyRange[][] = [];
+  const harvest = (): GuestDirtyRange[] => {
+    const ranges = memory.harvestDirty();
+    taken.push(ranges);
+    return ranges;
+  };
   try {
     const hello = Buffer.alloc(20 + 16 * regions.length);
     hello.write(HELLO_MAGIC, 0, 'latin1');
@@ -258,18 +266,18 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
 
     // Clear the bits first: whatever is written from now on is sent again.
     await callback('syncDirty', syncDirty);
-    memory.harvestDirty();
+    harvest();
     await sendRound(regions, 'first', () => dirtyPages(memory.dirtyRanges()));
     for (let dirtyRound = 1; ; dirtyRound++) {
       await callback('syncDirty', syncDirty);
       const left = dirtyPages(memory.dirtyRanges());
       if (dirtyRound > maxRounds || left * (PAGE_SIZE + HEADER_SIZE + RANGE_SIZE) <= bandwidth * downtimeMs) break;
-      await sendRound(memory.harvestDirty(), 'dirty', () => dirtyPages(memory.dirtyRanges()));
+      await sendRound(harvest(), 'dirty', () => dirtyPages(memory.dirtyRanges()));
     }
     await callback('pause', pause);
     const paused = performance.now();
     await callback('syncDirty', syncDirty);
-    const finalRanges = memory.harvestDirty();
+    const finalRanges = harvest();
     await sendRound(finalRanges, 'final', () => 0);
     const done = Buffer.alloc(DONE_SIZE);
     done.writeUInt32LE(round, 0);
@@ -295,6 +303,7 @@ export async function sendMigration(memory: GuestMemory, stream: Duplex, options
     const refused = results.find((s) => s !== Status.OK);
     const error = refused !== undefined ? refusal(refused, 'the stream') : e instanceof MigrateError ? e : new MigrateError('ERR_MIGRATE_CLOSED', `the migration failed: ${(e as Error).message}`, { cause: e });
     channel.fail(error);
+    memory.markDirty(taken.flat());
     throw error;
   }
 }

@@ -163,7 +163,7 @@ function writeSnapshot(
     return layout;
   } catch (err) {
     // Put the taken pages back: the next snapshot or harvest must still see them.
-    for (const [r, at, n] of regionRuns(mem, taken)) r.bitmap.markDirty(at, n);
+    mem.markDirty(taken);
     if (fd !== undefined) closeQuietly(fd);
     for (const f of [memory.temp, layoutFile.temp]) removeQuietly(f);
     throw err instanceof SnapshotError ? err : ioError(err, `writing ${path}`);

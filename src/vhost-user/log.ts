@@ -69,6 +69,10 @@ export class VhostUserLog {
         length: size,
       });
     }
+    if (VhostUserLog.#discard) {
+      // Loud, so that a stray environment variable cannot quietly break a real migration.
+      process.emitWarning('GUESTMEM_TEST_DISCARD_DIRTY_LOG=1: this dirty log drops every mark (test-only)');
+    }
     let backend: MmapBackend;
     try {
       // Mapped from 0: the offset need not be page aligned.

@@ -74,7 +74,13 @@ async function migrate(name: string, discardLog: boolean): Promise<Outcome> {
     // Past the bulk stage (every page sent once: little left) and through a few dirty syncs.
     const going = await waitMigration(q, (info) => dirtySyncs(info) >= 4 && remaining(info) < 8 << 20, 60_000);
     command(image, 'stop');
-    await src.waitFor('migrate stopped', 30_000);
+    try {
+      await src.waitFor('migrate stopped', 30_000);
+    } catch (e) {
+      // With nothing dirtying its RAM, the migration may have converged before the stop.
+      if ((await q.run('query-migrate')).status === 'completed') throw new ConvergedEarly();
+      throw e;
+    }
     await q.run('migrate-set-parameters', { 'max-bandwidth': 1 << 30, 'downtime-limit': 2000 });
     const info = await waitMigration(q, (i) => i.status === 'completed', 60_000);
     const seconds = (performance.now() - t0) / 1000;
@@ -105,6 +111,20 @@ async function migrate(name: string, discardLog: boolean): Promise<Outcome> {
   }
 }
 
+/** The migration completed before the guest's readers stopped: the run says nothing. */
+class ConvergedEarly extends Error {}
+
+/** {@link migrate}, once more if the first run converged before its readers stopped. */
+async function migrateOnce(name: string, discardLog: boolean, t: { diagnostic(m: string): void }): Promise<Outcome> {
+  try {
+    return await migrate(name, discardLog);
+  } catch (e) {
+    if (!(e instanceof ConvergedEarly)) throw e;
+    t.diagnostic('the first run converged before the readers stopped; run again');
+    return migrate(`${name}-again`, discardLog);
+  }
+}
+
 const report = (what: string, o: Outcome) =>
   `${what}: ${o.seconds.toFixed(1)} s, downtime ${o.downtimeMs} ms, ${o.dirtySyncs} dirty syncs (${o.syncsAtStop} when the reads stopped), ` +
   `${o.pagesLogged} pages logged by the source back-end, ${o.stale} of ${o.pages} buffer pages stale on the destination` +
@@ -112,7 +132,7 @@ const report = (what: string, o: Outcome) =>
 
 describe('live migration of a Linux guest on guestmem-vhost-user-blk', { skip: missing }, () => {
   test('the destination guest holds exactly what the device last wrote into its buffers', async (t) => {
-    const o = await migrate('logged', false);
+    const o = await migrateOnce('logged', false, t);
     t.diagnostic(report('migration', o));
     assert.ok(o.dirtySyncs >= 4, `several dirty-sync rounds ran while the device wrote: ${o.dirtySyncs}`);
     assert.ok((o.pagesLogged ?? 0) > 0, 'the source back-end logged the pages it wrote');
@@ -120,7 +140,7 @@ describe('live migration of a Linux guest on guestmem-vhost-user-blk', { skip: m
   });
 
   test('negative control: with the source back-end logging nothing, the destination has stale buffer pages', async (t) => {
-    const o = await migrate('discarded', true);
+    const o = await migrateOnce('discarded', true, t);
     t.diagnostic(report('negative control', o));
     assert.ok(o.dirtySyncs >= 4, `several dirty-sync rounds ran while the device wrote: ${o.dirtySyncs}`);
     assert.ok(o.stale > 0, report('negative control', o));
@@ -141,15 +161,15 @@ describe('the test-only switch of the negative control (no VM)', () => {
       console.log(JSON.stringify({ bits: log.bytes[0], marked: log.marked }));`;
     const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', env });
     assert.equal(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout) as { bits: number; marked: number };
+    return { ...(JSON.parse(r.stdout) as { bits: number; marked: number }), warned: r.stderr.includes('GUESTMEM_TEST_DISCARD_DIRTY_LOG=1') };
   };
 
   test('a back-end logs the pages it writes and counts them', () => {
     const { GUESTMEM_TEST_DISCARD_DIRTY_LOG: _, ...env } = process.env;
-    assert.deepEqual(markInChild(env), { bits: 0b11000, marked: 2 });
+    assert.deepEqual(markInChild(env), { bits: 0b11000, marked: 2, warned: false });
   });
 
-  test('with GUESTMEM_TEST_DISCARD_DIRTY_LOG=1 it counts them but leaves the log empty', () => {
-    assert.deepEqual(markInChild({ ...process.env, GUESTMEM_TEST_DISCARD_DIRTY_LOG: '1' }), { bits: 0, marked: 2 });
+  test('with GUESTMEM_TEST_DISCARD_DIRTY_LOG=1 it counts them but leaves the log empty, and warns', () => {
+    assert.deepEqual(markInChild({ ...process.env, GUESTMEM_TEST_DISCARD_DIRTY_LOG: '1' }), { bits: 0, marked: 2, warned: true });
   });
 });
