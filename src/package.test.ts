@@ -111,15 +111,4 @@ describe('the package', () => {
       assert.ok(files.has(normalize(target)), `README links to ${target}, which is not in the package`);
     }
   });
-
-  test('names no repository it does not have', () => {
-    // There is no public repository yet (no git remote): the fields stay out rather than guess.
-    let remotes = '';
-    try {
-      remotes = execFileSync('git', ['remote', '-v'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    } catch {}
-    if (remotes.trim() === '') assert.equal(pkg.repository, undefined);
-    else assert.ok(pkg.repository !== undefined, `package.json names no repository, but git has: ${remotes}`);
-  });
-
 });
