@@ -2,17 +2,12 @@ import assert from 'node:assert/strict';
 import { closeSync } from 'node:fs';
 import { test } from 'node:test';
 import { MmapBackend } from '../mmap/backend.js';
-import { noKvmReason } from './test-support/guests.js';
+import { kvmFdOrSkip } from './test-support/guests.js';
 import { kvm, MemFlags } from './native.js';
 
 test('the addon refuses a dirty log shorter than the slot it is read for (the kernel would write past it)', (t) => {
-  let sys: number;
-  try {
-    sys = kvm.kvmOpen();
-  } catch (e) {
-    t.skip(noKvmReason(String((e as { errno?: number }).errno ?? 'unknown')));
-    return;
-  }
+  const sys = kvmFdOrSkip(t);
+  if (sys === undefined) return;
   const vm = kvm.kvmCreateVm(sys);
   const memory = MmapBackend.anonymous(128 * 4096);
   t.after(() => {

@@ -5,7 +5,7 @@ import { AtomicBitmap } from '../bitmap/atomic-bitmap.js';
 import { MmapBackend } from '../mmap/backend.js';
 import { kvm } from './native.js';
 import { type SlotPlan, SlotTable } from './slots.js';
-import { noKvmReason } from './test-support/guests.js';
+import { kvmFdOrSkip } from './test-support/guests.js';
 
 const plan = (name: string, guest: number, backend: MmapBackend): SlotPlan => ({
   name,
@@ -18,13 +18,8 @@ const plan = (name: string, guest: number, backend: MmapBackend): SlotPlan => ({
 });
 
 test('a change that removes slots and then fails to add one puts the removed slots back in KVM, with their ids and logs', (t) => {
-  let sys: number;
-  try {
-    sys = kvm.kvmOpen();
-  } catch (e) {
-    t.skip(noKvmReason(String((e as { errno?: number }).errno ?? 'unknown')));
-    return;
-  }
+  const sys = kvmFdOrSkip(t);
+  if (sys === undefined) return;
   const vm = kvm.kvmCreateVm(sys);
   const a = MmapBackend.anonymous(0x100000);
   const b = MmapBackend.anonymous(0x4000);

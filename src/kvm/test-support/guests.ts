@@ -10,6 +10,7 @@ import type { Bytes } from '../../bytes/bytes.js';
 import { MemoryBacking } from '../../manager/backing.js';
 import { MmapBackend } from '../../mmap/backend.js';
 import { KvmError } from '../errors.js';
+import { kvm } from '../native.js';
 import type { KvmVcpu } from '../vcpu.js';
 import { KvmVm } from '../vm.js';
 
@@ -43,6 +44,16 @@ export function vmOrSkip(t: TestContext): KvmVm | undefined {
       return undefined;
     }
     throw e;
+  }
+}
+
+/** A raw fd of /dev/kvm for tests of the addon itself, or undefined after `t.skip(reason)`. */
+export function kvmFdOrSkip(t: TestContext): number | undefined {
+  try {
+    return kvm.kvmOpen();
+  } catch (e) {
+    t.skip(noKvmReason(String((e as { errno?: number }).errno ?? 'unknown')));
+    return undefined;
   }
 }
 
