@@ -176,22 +176,22 @@ static napi_value js_check_extension(napi_env env, napi_callback_info info) {
   return number(env, r);
 }
 
-static napi_value js_api_version(napi_env env, napi_callback_info info) {
+/* An ioctl of `fd` that takes no argument and answers a non-negative int. */
+static napi_value int_ioctl(napi_env env, napi_callback_info info, unsigned long req, const char *name) {
   napi_value argv[1];
   int fd;
   if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
-  int r = ioctl(fd, KVM_GET_API_VERSION, 0);
-  if (r < 0) return fail_errno(env, "KVM_GET_API_VERSION", errno);
+  int r = ioctl(fd, req, 0);
+  if (r < 0) return fail_errno(env, name, errno);
   return number(env, r);
 }
 
+static napi_value js_api_version(napi_env env, napi_callback_info info) {
+  return int_ioctl(env, info, KVM_GET_API_VERSION, "KVM_GET_API_VERSION");
+}
+
 static napi_value js_vcpu_mmap_size(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  int fd;
-  if (!get_args(env, info, 1, argv) || !get_fd(env, argv[0], &fd)) return BAD_ARG(env, "fd");
-  int r = ioctl(fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-  if (r < 0) return fail_errno(env, "KVM_GET_VCPU_MMAP_SIZE", errno);
-  return number(env, r);
+  return int_ioctl(env, info, KVM_GET_VCPU_MMAP_SIZE, "KVM_GET_VCPU_MMAP_SIZE");
 }
 
 /* kvmCreateVm(fd) -> a VM fd (close-on-exec, as every KVM fd). */
